@@ -1,0 +1,427 @@
+//! The weights file: a small versioned header, a checksum and a Burn record of f16 tensors.
+//!
+//! Layout, all integers little-endian:
+//!
+//! | bytes            | content                                               |
+//! | ---------------- | ----------------------------------------------------- |
+//! | 0..8             | magic `MNISTGEN`                                      |
+//! | 8..12            | format version ([`FORMAT_VERSION`])                   |
+//! | 12..16           | header length `h` in bytes, at most [`MAX_HEADER_LEN`] |
+//! | 16..16+h         | [`WeightsHeader`] as UTF-8 JSON                       |
+//! | 16+h..           | payload: the module's record, `into_record().into_bytes()` |
+//!
+//! The header names the model kind and its architecture config, so a loader builds the right
+//! module before it reads a tensor, and the SHA-256 of the payload catches corruption. Loading a
+//! file of another kind, version or shape is an error, never a panic.
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::{Bytes, DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// First bytes of every weights file.
+pub const MAGIC: &[u8; 8] = b"MNISTGEN";
+
+/// Version of the layout this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest accepted JSON header, in bytes.
+pub const MAX_HEADER_LEN: u32 = 64 * 1024;
+
+const PREFIX_LEN: usize = 16;
+
+/// Largest accepted channel count or vector size in a config read from a file, so a crafted
+/// header cannot make the loader allocate a huge module.
+pub const MAX_CONFIG_DIM: usize = 4096;
+
+/// The kind of model a weights file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// DCGAN generator.
+    Dcgan,
+    /// Conditional GAN generator.
+    Cgan,
+    /// Autoencoder.
+    Autoencoder,
+    /// Variational autoencoder.
+    Vae,
+    /// Digit classifier.
+    Classifier,
+}
+
+impl ModelKind {
+    /// Lowercase name, as used on the command line and in file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Dcgan => "dcgan",
+            ModelKind::Cgan => "cgan",
+            ModelKind::Autoencoder => "autoencoder",
+            ModelKind::Vae => "vae",
+            ModelKind::Classifier => "classifier",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Element type of the stored tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageType {
+    /// IEEE half precision.
+    F16,
+    /// IEEE single precision.
+    F32,
+}
+
+impl StorageType {
+    fn dtype(self) -> DType {
+        match self {
+            StorageType::F16 => DType::F16,
+            StorageType::F32 => DType::F32,
+        }
+    }
+}
+
+/// The JSON header of a weights file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsHeader {
+    /// The model kind.
+    pub kind: ModelKind,
+    /// The architecture config, as the model's `Config` serializes it.
+    pub config: serde_json::Value,
+    /// Element type of the stored tensors.
+    pub storage: StorageType,
+    /// Payload length in bytes.
+    pub payload_len: u64,
+    /// SHA-256 of the payload, lowercase hex.
+    pub payload_sha256: String,
+}
+
+/// Why a weights file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file is shorter than its fixed prefix or than its header says.
+    #[error("the weights file is truncated: {0}")]
+    Truncated(String),
+    /// The file does not start with the magic bytes.
+    #[error("not a weights file: it does not start with \"MNISTGEN\"; re-export it with `trainer train` or `trainer export`")]
+    Magic,
+    /// The file has a format version this code does not read.
+    #[error("weights format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching trainer and page")]
+    Version {
+        /// The version in the file.
+        found: u32,
+    },
+    /// The header is larger than [`MAX_HEADER_LEN`].
+    #[error("the weights header claims {0} bytes, more than the {MAX_HEADER_LEN}-byte maximum")]
+    HeaderTooLarge(u32),
+    /// The header is not the expected JSON.
+    #[error("invalid weights header: {0}")]
+    Header(String),
+    /// The file holds another kind of model.
+    #[error("the weights file holds a {found} model, expected {expected}")]
+    Kind {
+        /// Kind in the file.
+        found: ModelKind,
+        /// Kind the caller asked for.
+        expected: ModelKind,
+    },
+    /// The payload length disagrees with the header.
+    #[error("the payload is {found} bytes but the header says {expected}")]
+    PayloadLength {
+        /// Length from the header.
+        expected: u64,
+        /// Actual length.
+        found: u64,
+    },
+    /// The payload's SHA-256 differs from the header's.
+    #[error("checksum mismatch: the payload's SHA-256 is {found}, the header says {expected}; the file is corrupt, download or export it again")]
+    Checksum {
+        /// Digest from the header.
+        expected: String,
+        /// Digest of the payload.
+        found: String,
+    },
+    /// The architecture config is invalid.
+    #[error("invalid model config in the weights header: {0}")]
+    Config(String),
+    /// The tensors do not fit the architecture (names or shapes differ) or cannot be decoded.
+    #[error("the tensors do not match the {kind} architecture: {source}")]
+    Record {
+        /// Kind being loaded.
+        kind: ModelKind,
+        /// Burn's error.
+        source: RecordError,
+    },
+    /// A weight is NaN or infinite.
+    #[error("the weights contain NaN or infinite values ({0} of them); the training run diverged, export an earlier checkpoint")]
+    NonFinite(usize),
+}
+
+/// Serializes `module` into a weights file.
+///
+/// Float tensors are stored as `storage`. Fold BatchNorm first: its running variance loses
+/// precision in f16.
+pub fn encode<M: Module>(
+    kind: ModelKind,
+    config: serde_json::Value,
+    module: M,
+    storage: StorageType,
+) -> Result<Vec<u8>, WeightsError> {
+    let module = module.map(&mut CastFloats(storage.dtype()));
+    let payload = module
+        .into_record()
+        .into_bytes()
+        .map_err(|source| WeightsError::Record { kind, source })?;
+
+    let header = WeightsHeader {
+        kind,
+        config,
+        storage,
+        payload_len: payload.len() as u64,
+        payload_sha256: sha256_hex(&payload),
+    };
+    let header = serde_json::to_vec(&header).map_err(|e| WeightsError::Header(e.to_string()))?;
+    let header_len = u32::try_from(header.len())
+        .ok()
+        .filter(|&len| len <= MAX_HEADER_LEN)
+        .ok_or(WeightsError::HeaderTooLarge(u32::MAX))?;
+
+    let mut file = Vec::with_capacity(PREFIX_LEN + header.len() + payload.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    file.extend_from_slice(&header_len.to_le_bytes());
+    file.extend_from_slice(&header);
+    file.extend_from_slice(&payload);
+    Ok(file)
+}
+
+/// Reads and checks the header, and returns it with the payload it vouches for.
+pub fn decode(file: &[u8]) -> Result<(WeightsHeader, &[u8]), WeightsError> {
+    if file.len() < PREFIX_LEN {
+        return Err(WeightsError::Truncated(format!(
+            "{} bytes, shorter than the {PREFIX_LEN}-byte prefix",
+            file.len()
+        )));
+    }
+    if &file[0..8] != MAGIC {
+        return Err(WeightsError::Magic);
+    }
+    let version = u32::from_le_bytes(file[8..12].try_into().unwrap());
+    if version != FORMAT_VERSION {
+        return Err(WeightsError::Version { found: version });
+    }
+    let header_len = u32::from_le_bytes(file[12..16].try_into().unwrap());
+    if header_len > MAX_HEADER_LEN {
+        return Err(WeightsError::HeaderTooLarge(header_len));
+    }
+
+    let header_end = PREFIX_LEN + header_len as usize;
+    let header_bytes = file.get(PREFIX_LEN..header_end).ok_or_else(|| {
+        WeightsError::Truncated(format!(
+            "the header needs {header_len} bytes but only {} follow the prefix",
+            file.len() - PREFIX_LEN
+        ))
+    })?;
+    let header: WeightsHeader =
+        serde_json::from_slice(header_bytes).map_err(|e| WeightsError::Header(e.to_string()))?;
+
+    let payload = &file[header_end..];
+    if payload.len() as u64 != header.payload_len {
+        return Err(WeightsError::PayloadLength {
+            expected: header.payload_len,
+            found: payload.len() as u64,
+        });
+    }
+    let digest = sha256_hex(payload);
+    if digest != header.payload_sha256 {
+        return Err(WeightsError::Checksum {
+            expected: header.payload_sha256,
+            found: digest,
+        });
+    }
+    Ok((header, payload))
+}
+
+/// Decodes a weights file of `expected` kind: checks it, parses its config and loads its tensors
+/// into the module that `build` makes from that config on the CPU, then moves it to `device`.
+///
+/// Loading on the CPU first lets the finiteness check read the weights synchronously, which a
+/// WebGPU device in a browser cannot.
+pub fn load<C, M>(
+    file: &[u8],
+    expected: ModelKind,
+    device: &Device,
+    build: impl FnOnce(&C, &Device) -> Result<M, String>,
+) -> Result<(C, M), WeightsError>
+where
+    C: serde::de::DeserializeOwned,
+    M: Module,
+{
+    let (header, payload) = decode(file)?;
+    if header.kind != expected {
+        return Err(WeightsError::Kind {
+            found: header.kind,
+            expected,
+        });
+    }
+    let config: C =
+        serde_json::from_value(header.config).map_err(|e| WeightsError::Config(e.to_string()))?;
+
+    let cpu = Device::flex();
+    let module = build(&config, &cpu).map_err(WeightsError::Config)?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(payload.to_vec()))
+        .map_err(|source| WeightsError::Record {
+            kind: expected,
+            source,
+        })?
+        .cast_to_module_dtype();
+    let module = module
+        .try_load_record(record)
+        .map_err(|source| WeightsError::Record {
+            kind: expected,
+            source,
+        })?;
+
+    let mut counter = NonFiniteCounter(0);
+    module.visit(&mut counter);
+    if counter.0 > 0 {
+        return Err(WeightsError::NonFinite(counter.0));
+    }
+    Ok((config, module.to_device(device)))
+}
+
+/// Checks that every size in `dims` is between 1 and [`MAX_CONFIG_DIM`].
+pub fn check_dims(what: &str, dims: &[usize]) -> Result<(), String> {
+    match dims.iter().find(|&&d| d == 0 || d > MAX_CONFIG_DIM) {
+        Some(bad) => Err(format!("{what} is {bad}, expected 1 to {MAX_CONFIG_DIM}")),
+        None => Ok(()),
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct CastFloats(DType);
+
+impl ModuleMapper for CastFloats {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|tensor| tensor.cast(dtype))
+    }
+}
+
+struct NonFiniteCounter(usize);
+
+impl ModuleVisitor for NonFiniteCounter {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let data = param.val().into_data();
+        self.0 += data.iter::<f32>().filter(|v| !v.is_finite()).count();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{Linear, LinearConfig};
+
+    fn linear_file() -> Vec<u8> {
+        let linear = LinearConfig::new(3, 2).init(&Device::flex());
+        let config = serde_json::json!({"d_input": 3, "d_output": 2});
+        encode(ModelKind::Classifier, config, linear, StorageType::F16).unwrap()
+    }
+
+    fn load_linear(file: &[u8]) -> Result<Linear, WeightsError> {
+        load(file, ModelKind::Classifier, &Device::flex(), |c: &serde_json::Value, device| {
+            let d_input = c["d_input"].as_u64().ok_or("missing d_input")? as usize;
+            Ok(LinearConfig::new(d_input, 2).init(device))
+        })
+        .map(|(_, module)| module)
+    }
+
+    #[test]
+    fn file_round_trips() {
+        let file = linear_file();
+        let (header, _) = decode(&file).unwrap();
+        assert_eq!(header.kind, ModelKind::Classifier);
+        assert_eq!(header.storage, StorageType::F16);
+        assert!(load_linear(&file).is_ok());
+    }
+
+    #[test]
+    fn truncated_file_is_rejected() {
+        let file = linear_file();
+        for len in [0, 5, 15, 20, file.len() - 1] {
+            let error = decode(&file[..len]).unwrap_err();
+            assert!(
+                matches!(error, WeightsError::Truncated(_) | WeightsError::PayloadLength { .. }),
+                "length {len}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_magic_is_rejected() {
+        let mut file = linear_file();
+        file[0] = b'X';
+        assert!(matches!(decode(&file), Err(WeightsError::Magic)));
+    }
+
+    #[test]
+    fn other_version_is_rejected() {
+        let mut file = linear_file();
+        file[8] = 9;
+        assert!(matches!(decode(&file), Err(WeightsError::Version { found: 9 })));
+    }
+
+    #[test]
+    fn oversized_header_is_rejected() {
+        let mut file = linear_file();
+        file[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(decode(&file), Err(WeightsError::HeaderTooLarge(u32::MAX))));
+    }
+
+    #[test]
+    fn flipped_payload_byte_fails_checksum() {
+        let mut file = linear_file();
+        let last = file.len() - 1;
+        file[last] ^= 0x40;
+        let error = decode(&file).unwrap_err();
+        assert!(matches!(error, WeightsError::Checksum { .. }));
+        assert!(error.to_string().contains("corrupt"), "{error}");
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let file = linear_file();
+        let error = load(&file, ModelKind::Classifier, &Device::flex(), |_: &serde_json::Value, device| {
+            Ok(LinearConfig::new(4, 2).init(device))
+        })
+        .unwrap_err();
+        assert!(matches!(error, WeightsError::Record { .. }), "{error}");
+    }
+
+    #[test]
+    fn non_finite_weights_are_rejected() {
+        let device = Device::flex();
+        let mut linear = LinearConfig::new(3, 2).init(&device);
+        linear.weight = linear.weight.map(|w| w.mul_scalar(f32::NAN));
+        let file = encode(ModelKind::Classifier, serde_json::json!({"d_input": 3}), linear, StorageType::F32).unwrap();
+
+        let error = load_linear(&file).unwrap_err();
+
+        assert!(matches!(error, WeightsError::NonFinite(6)), "{error}");
+    }
+}

@@ -1,0 +1,347 @@
+// Browser tests of the digit generator page built by Trunk into dist/.
+//
+// Run with `make test` (which builds dist/ first) or `node --test tests/browser/` after
+// `trunk build --release`. DIST_DIR serves another folder, CHROMIUM_PATH picks the browser and
+// BROWSER_TEST_TIMEOUT_MS sets the wait for each page state.
+
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import {
+  GRID_PIXELS,
+  GRID_SIDE,
+  STATE_TIMEOUT_MS,
+  compareGrids,
+  isGap,
+  launchBrowser,
+  openPage,
+  readGrid,
+  seedOf,
+  standardDeviation,
+  tilePixels,
+  waitForState,
+} from './lib/browser.mjs';
+import { startStaticServer } from './lib/server.mjs';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DIST_DIR = resolve(process.env.DIST_DIR ?? join(REPO_ROOT, 'dist'));
+const WEIGHTS_PATH = '/weights/dcgan.bin';
+
+/** Every test opens pages and waits on them, several times on slow software WebGPU. */
+const TEST_TIMEOUT_MS = 4 * STATE_TIMEOUT_MS;
+
+/** Minimum standard deviation of all digit pixels, in gray levels, for a grid of digits. */
+const MIN_GRID_DEVIATION = 20;
+
+/** Minimum standard deviation of each digit's pixels, so that no digit is left blank. */
+const MIN_DIGIT_DEVIATION = 2;
+
+/**
+ * Limits on the difference between WebGPU and CPU grids of one seed, in gray levels of 255. The
+ * two backends round floating point differently, so grids are close but not equal.
+ */
+const MAX_BACKEND_MEAN_DIFFERENCE = 3;
+const MAX_BACKEND_PIXEL_DIFFERENCE = 64;
+
+/** Minimum mean difference, in gray levels, between the grids of two different seeds. */
+const MIN_NEW_GRID_DIFFERENCE = 5;
+
+let server;
+
+before(async () => {
+  if (!existsSync(join(DIST_DIR, 'index.html'))) {
+    throw new Error(`${DIST_DIR}/index.html not found: run trunk build --release (make test does it) or set DIST_DIR`);
+  }
+  server = await startStaticServer(DIST_DIR);
+});
+
+after(async () => {
+  await server?.close();
+});
+
+/**
+ * Runs `body` with a `track` function for opened pages. When `body` throws, the error is
+ * rethrown with each tracked page's state and console log appended.
+ */
+async function withDiagnostics(body) {
+  const opened = [];
+  const track = (page) => {
+    opened.push(page);
+    return page;
+  };
+  try {
+    await body(track);
+  } catch (error) {
+    const details = await Promise.all(opened.map((page) => page.describe()));
+    if (details.length === 0) {
+      throw error;
+    }
+    throw new Error(`${error.message}\n\n${details.join('\n\n')}`, { cause: error });
+  }
+}
+
+/** Opens the page with the given query string and waits until it is ready. */
+async function openReady(context, track, query) {
+  const opened = track(await openPage(context, `${server.url}${query}`));
+  const state = await waitForState(opened, ['ready', 'error']);
+  assert.equal(state, 'ready', `page /${query} ended in data-state=${state}`);
+  return opened;
+}
+
+async function backendOf(page) {
+  return page.locator('#backend').getAttribute('data-backend');
+}
+
+/** Checks that the canvas contains an 8×8 grid of drawn, grayscale digits and returns its pixels. */
+async function assertDigitGrid(page) {
+  const grid = await readGrid(page);
+  assert.equal(grid.width, grid.height, `canvas#grid is ${grid.width}×${grid.height}, expected a square`);
+  assert.ok(Number.isInteger(grid.zoom),
+    `canvas#grid is ${grid.width}×${grid.height}, expected a whole multiple of ${GRID_PIXELS}×${GRID_PIXELS}`);
+  assert.ok(grid.zoom >= 1, `canvas#grid is ${grid.width}×${grid.height}, smaller than ${GRID_PIXELS}×${GRID_PIXELS}`);
+  assert.equal(grid.notGray, 0, 'canvas#grid has pixels that are not opaque gray');
+
+  const digitPixels = [];
+  const gapPixels = [];
+  for (let y = 0; y < GRID_PIXELS; y += 1) {
+    for (let x = 0; x < GRID_PIXELS; x += 1) {
+      const value = grid.gray[y * GRID_PIXELS + x];
+      (isGap(x) || isGap(y) ? gapPixels : digitPixels).push(value);
+    }
+  }
+  const gridDeviation = standardDeviation(digitPixels);
+  assert.ok(gridDeviation > MIN_GRID_DEVIATION,
+    `digit pixels have a standard deviation of ${gridDeviation.toFixed(2)}, expected above ${MIN_GRID_DEVIATION}`);
+  assert.equal(new Set(gapPixels).size, 1, 'the 2-pixel gaps between digits are not one uniform color');
+
+  const blank = [];
+  for (let tile = 0; tile < GRID_SIDE * GRID_SIDE; tile += 1) {
+    if (standardDeviation(tilePixels(grid.gray, tile)) <= MIN_DIGIT_DEVIATION) {
+      blank.push(tile);
+    }
+  }
+  assert.deepEqual(blank, [], `digits ${blank.join(', ')} are blank (standard deviation ≤ ${MIN_DIGIT_DEVIATION})`);
+  return grid.gray;
+}
+
+test('cpu fallback draws a grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '');
+      assert.equal(await backendOf(opened.page), 'cpu');
+      assert.notEqual((await opened.page.locator('#backend').textContent()).trim(), '', '#backend has no label');
+      assert.match(await opened.page.locator('#timing').textContent(), /\d+(\.\d+)?\s*ms/);
+      assert.match(seedOf(opened.page.url()) ?? '', /^\d+$/, 'the URL has no ?seed= after the first grid');
+      await assertDigitGrid(opened.page);
+      assert.deepEqual(opened.pageErrors, [], 'the page threw uncaught errors');
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('webgpu draws a grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: true });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '');
+      assert.equal(await backendOf(opened.page), 'webgpu');
+      assert.match(await opened.page.locator('#timing').textContent(), /\d+(\.\d+)?\s*ms/);
+      await assertDigitGrid(opened.page);
+      assert.deepEqual(opened.pageErrors, [], 'the page threw uncaught errors');
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('seed matches across backends', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: true });
+  try {
+    await withDiagnostics(async (track) => {
+      const onGpu = await openReady(browser.context, track, '?seed=42&backend=webgpu');
+      assert.equal(await backendOf(onGpu.page), 'webgpu');
+      assert.equal(seedOf(onGpu.page.url()), '42');
+      const gpuGrid = await assertDigitGrid(onGpu.page);
+
+      const onCpu = await openReady(browser.context, track, '?seed=42&backend=cpu');
+      assert.equal(await backendOf(onCpu.page), 'cpu', '?backend=cpu did not force the CPU');
+      assert.equal(seedOf(onCpu.page.url()), '42');
+      const cpuGrid = await assertDigitGrid(onCpu.page);
+
+      const difference = compareGrids(gpuGrid, cpuGrid);
+      assert.ok(difference.mean < MAX_BACKEND_MEAN_DIFFERENCE,
+        `mean difference ${difference.mean.toFixed(3)} is not below ${MAX_BACKEND_MEAN_DIFFERENCE}`);
+      assert.ok(difference.max <= MAX_BACKEND_PIXEL_DIFFERENCE,
+        `max difference ${difference.max} is above ${MAX_BACKEND_PIXEL_DIFFERENCE}`);
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('seed reproduces the grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const first = await assertDigitGrid((await openReady(browser.context, track, '?seed=7')).page);
+      const again = await assertDigitGrid((await openReady(browser.context, track, '?seed=7')).page);
+      const other = await assertDigitGrid((await openReady(browser.context, track, '?seed=8')).page);
+
+      assert.equal(compareGrids(first, again).max, 0, 'two loads of ?seed=7 drew different grids');
+      const difference = compareGrids(first, other).mean;
+      assert.ok(difference > MIN_NEW_GRID_DIFFERENCE,
+        `?seed=7 and ?seed=8 differ by a mean of ${difference.toFixed(2)}, expected above ${MIN_NEW_GRID_DIFFERENCE}`);
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('generate draws a new grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '?seed=5');
+      const before = await assertDigitGrid(opened.page);
+
+      await opened.page.locator('button#generate').click();
+      await opened.page.waitForFunction(
+        () => new URL(location.href).searchParams.get('seed') !== '5' && document.body.dataset.state !== 'loading',
+        null,
+        { timeout: STATE_TIMEOUT_MS, polling: 100 },
+      );
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready');
+      const newSeed = seedOf(opened.page.url());
+      assert.match(newSeed ?? '', /^\d+$/, `the new ?seed= is ${newSeed}, expected an integer`);
+
+      const after = await assertDigitGrid(opened.page);
+      const difference = compareGrids(before, after).mean;
+      assert.ok(difference > MIN_NEW_GRID_DIFFERENCE,
+        `the new grid differs by a mean of ${difference.toFixed(2)}, expected above ${MIN_NEW_GRID_DIFFERENCE}`);
+
+      // The seed in the URL must be the one that drew the grid.
+      const reloaded = await openReady(browser.context, track, `?seed=${newSeed}`);
+      const reloadedGrid = await assertDigitGrid(reloaded.page);
+      assert.equal(compareGrids(after, reloadedGrid).max, 0, `loading ?seed=${newSeed} drew a different grid`);
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('backend select switches backend', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: true });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '?seed=3');
+      const select = opened.page.locator('select#backend-select');
+      assert.equal(await backendOf(opened.page), 'webgpu');
+      assert.equal(await select.inputValue(), 'webgpu');
+
+      for (const target of ['cpu', 'webgpu']) {
+        await select.selectOption(target);
+        await opened.page.waitForFunction(
+          (expected) => document.querySelector('#backend')?.dataset.backend === expected
+            && document.body.dataset.state !== 'loading',
+          target,
+          { timeout: STATE_TIMEOUT_MS, polling: 100 },
+        );
+        assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', `switching to ${target} failed`);
+        assert.equal(await select.inputValue(), target);
+        await assertDigitGrid(opened.page);
+      }
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('download saves the grid as png', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '?seed=11');
+      const canvasSize = await opened.page.evaluate(() => {
+        const canvas = document.querySelector('canvas#grid');
+        return { width: canvas.width, height: canvas.height };
+      });
+
+      const [download] = await Promise.all([
+        opened.page.waitForEvent('download', { timeout: STATE_TIMEOUT_MS }),
+        opened.page.locator('a#download').click(),
+      ]);
+      assert.match(download.suggestedFilename(), /\.png$/i);
+      const png = await readFile(await download.path());
+
+      const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+      assert.ok(png.subarray(0, 8).equals(signature), 'the download is not a PNG file');
+      // The IHDR chunk follows the signature: 4 bytes length, "IHDR", then width and height.
+      const size = { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
+      const unscaled = { width: GRID_PIXELS, height: GRID_PIXELS };
+      assert.ok(
+        (size.width === canvasSize.width && size.height === canvasSize.height)
+          || (size.width === unscaled.width && size.height === unscaled.height),
+        `the PNG is ${size.width}×${size.height}, expected the canvas size ${canvasSize.width}×${canvasSize.height} or ${GRID_PIXELS}×${GRID_PIXELS}`,
+      );
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('missing weights show retry', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  server.failPath(WEIGHTS_PATH);
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = track(await openPage(browser.context, `${server.url}?seed=1`));
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
+      assert.match(await opened.page.locator('#error').textContent(), /dcgan\.bin/);
+      const retry = opened.page.locator('button#retry');
+      assert.ok(await retry.isVisible(), 'button#retry is not visible');
+
+      server.restorePath(WEIGHTS_PATH);
+      await retry.click();
+      await opened.page.waitForFunction(() => document.body.dataset.state !== 'error', null,
+        { timeout: STATE_TIMEOUT_MS, polling: 100 });
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'retry did not recover');
+      await assertDigitGrid(opened.page);
+    });
+  } finally {
+    server.restorePath(WEIGHTS_PATH);
+    await browser.close();
+  }
+});
+
+test('corrupt weights show an error', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const weights = await readFile(join(DIST_DIR, WEIGHTS_PATH));
+  const cases = [
+    { name: 'text instead of weights', body: 'this is not a weights file\n' },
+    { name: 'truncated file', body: weights.subarray(0, Math.floor(weights.length / 2)) },
+    { name: 'empty file', body: '' },
+  ];
+
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    for (const { name, body } of cases) {
+      server.overridePath(WEIGHTS_PATH, body);
+      await withDiagnostics(async (track) => {
+        const opened = track(await openPage(browser.context, `${server.url}?seed=1`));
+        const state = await waitForState(opened, ['ready', 'error']);
+        assert.equal(state, 'error', `${name}: data-state is ${state}`);
+        assert.match(await opened.page.locator('#error').textContent(), /dcgan\.bin/, `${name}: #error does not name the file`);
+        assert.ok(await opened.page.locator('button#retry').isVisible(), `${name}: button#retry is not visible`);
+        await opened.page.close();
+      });
+    }
+  } finally {
+    server.restorePath(WEIGHTS_PATH);
+    await browser.close();
+  }
+});

@@ -1,0 +1,34 @@
+//! The `trainer` command: download MNIST, train the models, export and sample their weights.
+
+pub mod atomic;
+pub mod card;
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod download;
+pub mod gan;
+pub mod logging;
+pub mod png;
+pub mod sample;
+pub mod train;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Download(args) => {
+            let mirrors: Vec<String> = if args.mirrors.is_empty() {
+                download::DEFAULT_MIRRORS.iter().map(|m| m.to_string()).collect()
+            } else {
+                args.mirrors
+            };
+            download::download(&args.data_dir, &mirrors, &download::FILES, args.force)
+        }
+        Command::Train(args) => train::train(&args),
+        Command::Sample(args) => sample::sample(&args),
+    }
+}

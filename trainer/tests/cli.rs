@@ -1,0 +1,175 @@
+//! End-to-end tests of the `trainer` binary on the MNIST fixture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn::tensor::Device;
+use shared::dcgan::load_generator;
+use shared::weights::ModelKind;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mnist")
+}
+
+fn trainer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the trainer binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn missing_data_dir_is_reported() {
+    let out = tempfile::tempdir().unwrap();
+    let output = trainer(&[
+        "train",
+        "dcgan",
+        "--data-dir",
+        "/nonexistent/mnist",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("/nonexistent/mnist"), "{message}");
+    assert!(message.contains("trainer download"), "{message}");
+}
+
+#[test]
+fn unknown_model_is_rejected() {
+    let output = trainer(&["train", "pixelcnn"]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("pixelcnn"), "{message}");
+    assert!(message.contains("dcgan"), "{message}");
+}
+
+#[test]
+fn bad_numbers_are_rejected() {
+    for args in [
+        &["train", "dcgan", "--epochs", "0"][..],
+        &["train", "dcgan", "--epochs", "ten"],
+        &["train", "dcgan", "--batch-size", "1"],
+        &["train", "dcgan", "--limit", "-5"],
+        &["train", "dcgan", "--backend", "tpu"],
+        &["sample", "dcgan", "--weights", "x.bin", "--out", "x.png", "--count", "0"],
+    ] {
+        let output = trainer(args);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn negative_learning_rate_is_rejected() {
+    let out = tempfile::tempdir().unwrap();
+    let output = trainer(&[
+        "train",
+        "dcgan",
+        "--data-dir",
+        fixture().to_str().unwrap(),
+        "--learning-rate=-0.1",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--learning-rate"), "{}", stderr(&output));
+}
+
+#[test]
+fn corrupt_weights_are_reported_by_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("dcgan.bin");
+    std::fs::write(&weights, b"MNISTGEN garbage").unwrap();
+    let output = trainer(&[
+        "sample",
+        "dcgan",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        dir.path().join("x.png").to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("dcgan.bin"), "{message}");
+    assert!(!dir.path().join("x.png").exists());
+}
+
+#[test]
+fn dcgan_trains_exports_and_samples() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = trainer(&[
+        "train",
+        "dcgan",
+        "--data-dir",
+        fixture().to_str().unwrap(),
+        "--limit",
+        "256",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    for file in ["samples/epoch-001.png", "samples/epoch-002.png", "config.json", "dcgan.md", "checkpoint/state.json"] {
+        assert!(run.join(file).is_file(), "{file} is missing");
+    }
+    let losses = std::fs::read_to_string(run.join("losses.csv")).unwrap();
+    let rows: Vec<&str> = losses.lines().collect();
+    assert_eq!(rows[0], "epoch,step,discriminator_loss,generator_loss");
+    assert_eq!(rows.len(), 1 + 2 * 4, "{losses}");
+    for row in &rows[1..] {
+        for value in row.split(',').skip(2) {
+            assert!(value.parse::<f32>().unwrap().is_finite(), "{row}");
+        }
+    }
+
+    let weights = std::fs::read(run.join("dcgan.bin")).unwrap();
+    let (config, _) = load_generator(&weights, ModelKind::Dcgan, &Device::flex()).unwrap();
+    assert_eq!(config.latent_dim, 64);
+    let card = std::fs::read_to_string(run.join("dcgan.md")).unwrap();
+    assert!(card.contains(&shared::weights::sha256_hex(&weights)), "{card}");
+
+    let png = out.path().join("grid.png");
+    let output = trainer(&[
+        "sample",
+        "dcgan",
+        "--weights",
+        run.join("dcgan.bin").to_str().unwrap(),
+        "--count",
+        "16",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+}
+
+#[test]
+fn resume_without_checkpoint_is_an_error() {
+    let out = tempfile::tempdir().unwrap();
+    let output = trainer(&[
+        "train",
+        "dcgan",
+        "--data-dir",
+        fixture().to_str().unwrap(),
+        "--resume",
+        "--out",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no checkpoint"), "{}", stderr(&output));
+}

@@ -1,0 +1,43 @@
+//! Fetching of static files next to the page.
+
+use js_sys::Uint8Array;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::Response;
+
+/// Fetches `path`, relative to the page, and returns its bytes.
+///
+/// The error names the path and the HTTP status or network failure, so the page can show it.
+pub async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
+    let window = web_sys::window().ok_or("no window object")?;
+    let response = JsFuture::from(window.fetch_with_str(path))
+        .await
+        .map_err(|error| format!("{path}: the request failed ({}); check the network and retry", describe(&error)))?;
+    let response: Response = response
+        .dyn_into()
+        .map_err(|_| format!("{path}: the fetch did not return a response"))?;
+
+    if !response.ok() {
+        return Err(format!(
+            "{path}: HTTP {} {}; publish the weights next to the page (see the README) and retry",
+            response.status(),
+            response.status_text()
+        ));
+    }
+
+    let buffer = response
+        .array_buffer()
+        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))?;
+    let buffer = JsFuture::from(buffer)
+        .await
+        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// A short text for a JavaScript error value.
+pub fn describe(error: &wasm_bindgen::JsValue) -> String {
+    if let Some(error) = error.dyn_ref::<js_sys::Error>() {
+        return String::from(error.message());
+    }
+    error.as_string().unwrap_or_else(|| format!("{error:?}"))
+}
