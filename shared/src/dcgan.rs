@@ -69,9 +69,9 @@ impl GeneratorConfig {
             layer([c2, c3], 4, 2, 1),
             layer([c3, 1], 4, 2, 1),
         ];
-        let norms = self.batch_norm.then(|| {
-            [c1, c2, c3].map(|channels| BatchNormConfig::new(channels).init(device))
-        });
+        let norms = self
+            .batch_norm
+            .then(|| [c1, c2, c3].map(|channels| batch_norm(channels, self.init_std, device)));
 
         Generator {
             convs,
@@ -129,6 +129,18 @@ pub fn load_generator(
         }
         Ok(config.init(cpu))
     })
+}
+
+/// Creates a BatchNorm layer whose scale (gamma) is drawn from N(0, `std`), as the DCGAN
+/// initialisation treats BatchNorm weights like convolution weights.
+///
+/// Near-zero scales keep every hidden activation small at first, so the generator changes its
+/// output slowly while the discriminator learns. With Burn's default scale of 1 the generator
+/// outpaced the small discriminator and collapsed to one image within a few hundred steps.
+pub fn batch_norm(channels: usize, std: f64, device: &Device) -> BatchNorm {
+    let mut norm = BatchNormConfig::new(channels).init(device);
+    norm.gamma = Initializer::Normal { mean: 0.0, std }.init([channels], device);
+    norm
 }
 
 impl Generator {
@@ -198,6 +210,9 @@ pub struct DiscriminatorConfig {
     /// Output channels of the two hidden convolutions.
     #[config(default = "[16, 32]")]
     pub hidden_channels: [usize; 2],
+    /// Whether the first convolution also has BatchNorm.
+    #[config(default = false)]
+    pub input_batch_norm: bool,
     /// Negative slope of the LeakyReLU activations.
     #[config(default = 0.2)]
     pub negative_slope: f64,
@@ -215,6 +230,7 @@ pub struct DiscriminatorConfig {
 #[derive(Module, Debug)]
 pub struct Discriminator {
     convs: [Conv2d; 3],
+    input_norm: Option<BatchNorm>,
     norm: BatchNorm,
     activation: LeakyRelu,
 }
@@ -236,7 +252,8 @@ impl DiscriminatorConfig {
 
         Discriminator {
             convs: [layer([1, c1], 4, 2), layer([c1, c2], 4, 2), layer([c2, 1], 5, 1)],
-            norm: BatchNormConfig::new(c2).init(device),
+            input_norm: self.input_batch_norm.then(|| batch_norm(c1, self.init_std, device)),
+            norm: batch_norm(c2, self.init_std, device),
             activation: LeakyReluConfig::new()
                 .with_negative_slope(self.negative_slope)
                 .init(),
@@ -255,7 +272,11 @@ impl Discriminator {
         let [batch, _, height, width] = images.dims();
         debug_assert_eq!((height, width), (IMAGE_SIDE, IMAGE_SIDE));
 
-        let x = self.activation.forward(self.convs[0].forward(images));
+        let mut x = self.convs[0].forward(images);
+        if let Some(norm) = &self.input_norm {
+            x = norm.forward(x);
+        }
+        let x = self.activation.forward(x);
         let x = self.activation.forward(self.norm.forward(self.convs[1].forward(x)));
         self.convs[2].forward(x).reshape([batch])
     }

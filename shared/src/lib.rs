@@ -4,6 +4,7 @@
 //! [`burn::tensor::Device`] the caller passes, so the same code trains natively on burn-flex or
 //! wgpu and runs in the browser on WebGPU or burn-flex.
 
+pub mod cgan;
 pub mod dcgan;
 pub mod fold;
 pub mod grid;

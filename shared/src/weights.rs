@@ -36,7 +36,7 @@ const PREFIX_LEN: usize = 16;
 pub const MAX_CONFIG_DIM: usize = 4096;
 
 /// The kind of model a weights file holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// DCGAN generator.

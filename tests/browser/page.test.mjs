@@ -345,3 +345,49 @@ test('corrupt weights show an error', { timeout: TEST_TIMEOUT_MS }, async () => 
     await browser.close();
   }
 });
+
+test('digit select redraws the grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '?view=digit&digit=3&seed=9');
+      assert.equal(await opened.page.locator('select#view').inputValue(), 'digit');
+      const threes = await assertDigitGrid(opened.page);
+
+      await opened.page.locator('select#digit').selectOption('8');
+      await opened.page.waitForFunction(
+        () => new URL(location.href).searchParams.get('digit') === '8' && document.body.dataset.state !== 'loading',
+        null,
+        { timeout: STATE_TIMEOUT_MS, polling: 100 },
+      );
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'choosing digit 8 failed');
+      const eights = await assertDigitGrid(opened.page);
+
+      const difference = compareGrids(threes, eights).mean;
+      assert.ok(difference > MIN_NEW_GRID_DIFFERENCE,
+        `the grids of 3 and 8 differ by a mean of ${difference.toFixed(2)}, expected above ${MIN_NEW_GRID_DIFFERENCE}`);
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
+test('rows view draws one row per digit', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '?view=rows&seed=4');
+      const size = await opened.page.evaluate(() => {
+        const canvas = document.querySelector('canvas#grid');
+        return { width: canvas.width, height: canvas.height };
+      });
+      // 8 columns and 10 rows of 28-pixel digits with 2-pixel gaps, scaled by a whole zoom.
+      const zoom = size.width / 238;
+      assert.ok(Number.isInteger(zoom), `canvas#grid is ${size.width} px wide, expected a multiple of 238`);
+      assert.equal(size.height, 298 * zoom, `canvas#grid is ${size.width}×${size.height}, expected 10 rows`);
+      assert.match(await opened.page.locator('#timing').textContent(), /^80 digits/);
+    });
+  } finally {
+    await browser.close();
+  }
+});

@@ -57,3 +57,37 @@ fn cpu_and_wgpu_draw_the_same_digits() {
     let max = expected.iter().zip(&actual).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-2, "the backends differ by up to {max}");
 }
+
+#[test]
+fn bundled_cgan_draws_the_requested_classes_differently() {
+    let device = Device::flex();
+    let (config, generator) = load_generator(&bundled("cgan.bin"), ModelKind::Cgan, &device).unwrap();
+    let styles = shared::latent::normal_latents(3, 8, config.latent_dim);
+    let rows = shared::cgan::digit_rows(&styles, config.latent_dim);
+    let input = burn::tensor::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(rows, [80, config.latent_dim + 10]),
+        &device,
+    );
+
+    let pixels = generator.forward(input).into_data().try_to_vec::<f32>().unwrap();
+
+    // The mean image of each digit's row: a 1 and an 8 look nothing alike.
+    let means: Vec<Vec<f32>> = pixels
+        .chunks_exact(8 * IMAGE_PIXELS)
+        .map(|row| {
+            (0..IMAGE_PIXELS)
+                .map(|p| row.chunks_exact(IMAGE_PIXELS).map(|image| image[p]).sum::<f32>() / 8.0)
+                .collect()
+        })
+        .collect();
+    let distance = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / IMAGE_PIXELS as f32;
+    assert!(distance(&means[1], &means[8]) > 0.2, "rows of 1 and 8 look alike");
+    assert!(distance(&means[0], &means[1]) > 0.2, "rows of 0 and 1 look alike");
+}
+
+#[test]
+fn bundled_cgan_card_names_the_weights_digest() {
+    let weights = bundled("cgan.bin");
+    let card = String::from_utf8(bundled("cgan.md")).unwrap();
+    assert!(card.contains(&sha256_hex(&weights)), "the model card does not match cgan.bin");
+}

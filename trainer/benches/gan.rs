@@ -12,7 +12,7 @@ use shared::dcgan::{DiscriminatorConfig, GeneratorConfig};
 use shared::latent::normal_latents;
 use trainer::cli::BackendArg;
 use trainer::data::matrix;
-use trainer::gan::{Gan, GanTrainingConfig};
+use trainer::gan::{CriticConfig, Gan, GanTrainingConfig};
 
 fn backends() -> Vec<(&'static str, Device)> {
     let mut list = vec![("cpu", Device::flex())];
@@ -30,13 +30,13 @@ fn training_step(c: &mut Criterion) {
     for (name, device) in backends() {
         let device = device.autodiff();
         device.seed(0);
-        let config = GanTrainingConfig::new(GeneratorConfig::new(), DiscriminatorConfig::new());
+        let config = GanTrainingConfig::new(GeneratorConfig::new(), CriticConfig::Plain(DiscriminatorConfig::new()));
         let mut gan = Some(Gan::new(&config, &device));
         let real = Tensor::<4>::random([128, 1, 28, 28], Distribution::Uniform(-1.0, 1.0), &device);
         let latent = matrix(normal_latents(1, 128, 64), 128, 64, &device);
         group.bench_function(format!("batch_128_{name}"), |b| {
             b.iter(|| {
-                let (next, losses) = gan.take().unwrap().step(&config, real.clone(), latent.clone());
+                let (next, losses) = gan.take().unwrap().step(&config, real.clone(), None, [latent.clone(), latent.clone()]);
                 gan = Some(next);
                 losses
             })

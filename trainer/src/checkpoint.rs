@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
@@ -21,6 +21,9 @@ pub struct CheckpointState {
     pub steps_done: u64,
     /// Training seconds so far, over all sessions of the run.
     pub seconds: f64,
+    /// Mean discriminator and generator losses of the last finished epoch.
+    #[serde(default)]
+    pub last_losses: Option<(f32, f32)>,
 }
 
 const GENERATOR: &str = "generator.bpk";
@@ -29,41 +32,74 @@ const GENERATOR_OPTIMIZER: &str = "generator-optimizer.bpk";
 const DISCRIMINATOR_OPTIMIZER: &str = "discriminator-optimizer.bpk";
 const STATE: &str = "state.json";
 
-/// The checkpoint folder of a run folder.
+/// Returns the checkpoint folder of a run folder.
 pub fn folder(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
-/// Writes a checkpoint. Each file is replaced atomically and `state.json` is written last, so a
-/// crash part-way leaves the previous epoch's state pointing at complete tensors of this epoch
-/// or the last one; either resumes.
+fn partial_folder(out: &Path) -> PathBuf {
+    out.join("checkpoint.partial")
+}
+
+fn previous_folder(out: &Path) -> PathBuf {
+    out.join("checkpoint.previous")
+}
+
+/// Writes a checkpoint as one unit.
+///
+/// The files go into `checkpoint.partial/`, which then replaces `checkpoint/` by two renames.
+/// A crash at any point leaves a complete checkpoint in `checkpoint/` or, between the renames, in
+/// `checkpoint.previous/`, and [`load`] looks in both.
 pub fn save(out: &Path, gan: &Gan, state: &CheckpointState) -> Result<()> {
-    let dir = folder(out);
+    let dir = partial_folder(out);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    }
     fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
 
     let record = |module: ModuleRecord| module.into_bytes().context("failed to serialize a network");
     atomic::write(&dir.join(GENERATOR), &record(gan.generator.clone().into_record())?)?;
     atomic::write(&dir.join(DISCRIMINATOR), &record(gan.discriminator.clone().into_record())?)?;
-    let optimizer = |bytes: Result<Bytes, _>| bytes.map_err(|e| anyhow::anyhow!("{e}")).context("failed to serialize an optimizer");
+    let optimizer = |bytes: Result<Bytes, _>| {
+        bytes
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("failed to serialize an optimizer")
+    };
     atomic::write(&dir.join(GENERATOR_OPTIMIZER), &optimizer(gan.generator_optimizer.into_bytes())?)?;
     atomic::write(
         &dir.join(DISCRIMINATOR_OPTIMIZER),
         &optimizer(gan.discriminator_optimizer.into_bytes())?,
     )?;
     atomic::write(&dir.join(STATE), &serde_json::to_vec_pretty(state)?)?;
+
+    let current = folder(out);
+    let previous = previous_folder(out);
+    if previous.exists() {
+        fs::remove_dir_all(&previous).with_context(|| format!("failed to remove {}", previous.display()))?;
+    }
+    if current.exists() {
+        fs::rename(&current, &previous)
+            .with_context(|| format!("failed to move {} aside", current.display()))?;
+    }
+    fs::rename(&dir, &current).with_context(|| format!("failed to move {} into place", dir.display()))?;
+    if previous.exists() {
+        fs::remove_dir_all(&previous).with_context(|| format!("failed to remove {}", previous.display()))?;
+    }
     Ok(())
 }
 
 /// Loads the checkpoint of the run in `out` onto `device`.
 pub fn load(out: &Path, config: &GanTrainingConfig, device: &Device) -> Result<(Gan, CheckpointState)> {
-    let dir = folder(out);
+    let dir = [folder(out), previous_folder(out)]
+        .into_iter()
+        .find(|dir| dir.join(STATE).is_file())
+        .with_context(|| {
+            format!(
+                "no checkpoint to resume in {}; start a new run without --resume",
+                folder(out).display()
+            )
+        })?;
     let state_path = dir.join(STATE);
-    if !state_path.is_file() {
-        bail!(
-            "no checkpoint to resume in {}; start a new run without --resume",
-            dir.display()
-        );
-    }
     let state: CheckpointState = serde_json::from_slice(&fs::read(&state_path)?)
         .with_context(|| format!("invalid checkpoint state {}", state_path.display()))?;
 

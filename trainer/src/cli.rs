@@ -47,6 +47,8 @@ pub struct DownloadArgs {
 pub enum ModelArg {
     /// Deep convolutional GAN.
     Dcgan,
+    /// Conditional GAN: generates the digit you ask for.
+    Cgan,
 }
 
 /// Compute backends.
@@ -84,9 +86,9 @@ pub struct TrainArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
-    /// Folder for samples, losses, checkpoints and the exported weights.
-    #[arg(long, default_value = "runs/dcgan")]
-    pub out: PathBuf,
+    /// Folder for samples, losses, checkpoints and the exported weights [default: runs/MODEL].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Continue from the checkpoint in the output folder.
     #[arg(long)]
     pub resume: bool,
@@ -103,9 +105,13 @@ pub struct SampleArgs {
     /// Seed of the latent vectors; the page's `?seed=` gives the same digits.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Number of digits, drawn in rows of 8.
+    /// Number of digits, drawn in rows of 8. Ignored by `cgan` without `--digit`, which draws
+    /// one row of 8 per digit.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub count: u32,
+    /// Digit 0-9 to generate (cgan only).
+    #[arg(long)]
+    pub digit: Option<u32>,
     /// PNG file to write.
     #[arg(long)]
     pub out: PathBuf,

@@ -1,17 +1,65 @@
-//! Adversarial training of the DCGAN: one discriminator step, then one generator step.
+//! Adversarial training of the DCGAN and the conditional GAN: one discriminator step, then one
+//! generator step.
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
+use shared::cgan::{ConditionalDiscriminator, ConditionalDiscriminatorConfig};
 use shared::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
 
-/// Hyper-parameters of a DCGAN training run.
+/// Architecture of the discriminator.
+#[derive(Config, Debug)]
+pub enum CriticConfig {
+    /// The DCGAN discriminator, which sees images only.
+    Plain(DiscriminatorConfig),
+    /// The conditional GAN discriminator, which sees images with their labels.
+    Conditional(ConditionalDiscriminatorConfig),
+}
+
+impl CriticConfig {
+    /// Initializes the discriminator.
+    pub fn init(&self, device: &Device) -> Critic {
+        match self {
+            CriticConfig::Plain(config) => Critic::Plain(config.init(device)),
+            CriticConfig::Conditional(config) => Critic::Conditional(config.init(device)),
+        }
+    }
+}
+
+/// The discriminator of either GAN.
+#[derive(Module, Debug)]
+pub enum Critic {
+    /// Scores images.
+    Plain(Discriminator),
+    /// Scores images for their labels.
+    Conditional(ConditionalDiscriminator),
+}
+
+impl Critic {
+    /// Scores a batch of images; `labels` (one-hot rows) is required by the conditional critic
+    /// and ignored by the plain one.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the conditional critic gets no labels, which is a bug in the caller.
+    pub fn forward(&self, images: Tensor<4>, labels: Option<Tensor<2>>) -> Tensor<1> {
+        match self {
+            Critic::Plain(discriminator) => discriminator.forward(images),
+            Critic::Conditional(discriminator) => {
+                discriminator.forward(images, labels.expect("the conditional critic needs labels"))
+            }
+        }
+    }
+}
+
+/// Hyper-parameters of a GAN training run.
 #[derive(Config, Debug)]
 pub struct GanTrainingConfig {
     /// Generator architecture.
     pub generator: GeneratorConfig,
     /// Discriminator architecture.
-    pub discriminator: DiscriminatorConfig,
+    pub discriminator: CriticConfig,
     /// Images per step.
     #[config(default = 128)]
     pub batch_size: usize,
@@ -30,7 +78,7 @@ pub struct GanTrainingConfig {
 }
 
 impl GanTrainingConfig {
-    /// The Adam optimizer both networks use.
+    /// Returns the Adam configuration both networks use.
     pub fn optimizer(&self) -> AdamConfig {
         AdamConfig::new()
             .with_beta_1(self.beta_1)
@@ -53,7 +101,7 @@ pub struct Gan {
     /// The generator being trained.
     pub generator: Generator,
     /// The discriminator being trained.
-    pub discriminator: Discriminator,
+    pub discriminator: Critic,
     /// The generator's optimizer.
     pub generator_optimizer: ModuleOptimizer,
     /// The discriminator's optimizer.
@@ -71,25 +119,38 @@ impl Gan {
         }
     }
 
-    /// Runs one discriminator step and one generator step on a batch of real images and the
-    /// generator inputs (latents, with a condition appended for a conditional GAN).
+    /// Runs one discriminator step and one generator step on a batch of real images and two
+    /// batches of generator inputs, the first for the discriminator step and the second for the
+    /// generator step.
+    ///
+    /// For a conditional GAN, `labels` holds the one-hot labels of the real images, and each input
+    /// row is a latent followed by the same row's label, so real and generated batches carry the
+    /// same digits.
     ///
     /// # Shapes
     ///
     /// - real: `[batch, 1, 28, 28]` in `[-1, 1]`
-    /// - input: `[batch, latent_dim + condition_dim]`
-    pub fn step(mut self, config: &GanTrainingConfig, real: Tensor<4>, input: Tensor<2>) -> (Self, StepLosses) {
+    /// - labels: `[batch, 10]`
+    /// - inputs: `[batch, latent_dim + condition_dim]` each
+    pub fn step(
+        mut self,
+        config: &GanTrainingConfig,
+        real: Tensor<4>,
+        labels: Option<Tensor<2>>,
+        inputs: [Tensor<2>; 2],
+    ) -> (Self, StepLosses) {
         let lr = config.learning_rate;
+        let [input_d, input] = inputs;
 
-        let fake = self.generator.forward(input.clone()).detach();
-        let loss_real = bce_with_logits(self.discriminator.forward(real), config.real_target);
-        let loss_fake = bce_with_logits(self.discriminator.forward(fake), 0.0);
+        let fake = self.generator.forward(input_d).detach();
+        let loss_real = bce_with_logits(self.discriminator.forward(real, labels.clone()), config.real_target);
+        let loss_fake = bce_with_logits(self.discriminator.forward(fake, labels.clone()), 0.0);
         let loss_d = loss_real + loss_fake;
         let grads = GradientsParams::from_grads(loss_d.backward(), &self.discriminator);
         self.discriminator = self.discriminator_optimizer.step(lr, self.discriminator, grads);
 
         let fake = self.generator.forward(input);
-        let loss_g = bce_with_logits(self.discriminator.forward(fake), 1.0);
+        let loss_g = bce_with_logits(self.discriminator.forward(fake, labels), 1.0);
         let grads = GradientsParams::from_grads(loss_g.backward(), &self.generator);
         self.generator = self.generator_optimizer.step(lr, self.generator, grads);
 
@@ -141,7 +202,6 @@ mod tests {
 
     #[test]
     fn training_steps_change_both_networks() {
-        use burn::module::Module;
         use crate::data::{images_tensor, matrix};
         use shared::grid::PixelRange;
         use shared::latent::normal_latents;
@@ -151,27 +211,59 @@ mod tests {
         let mnist = Mnist::load(&fixture, Split::Train).unwrap();
         let device = Device::flex().autodiff();
         device.seed(1);
-        let config = GanTrainingConfig::new(GeneratorConfig::new(), DiscriminatorConfig::new()).with_batch_size(32);
+        let discriminator = CriticConfig::Plain(DiscriminatorConfig::new());
+        let config = GanTrainingConfig::new(GeneratorConfig::new(), discriminator).with_batch_size(32);
         let mut gan = Gan::new(&config, &device);
 
         let plain = Device::flex();
         let probe_latents = matrix(normal_latents(9, 4, 64), 4, 64, &plain);
         let probe_images = images_tensor(&mnist, &[0, 1, 2, 3], PixelRange::Symmetric, &plain);
         let generated_before = gan.generator.valid().forward(probe_latents.clone()).into_data();
-        let scores_before = gan.discriminator.valid().forward(probe_images.clone()).into_data();
+        let scores_before = gan.discriminator.valid().forward(probe_images.clone(), None).into_data();
 
         for step in 0..3u32 {
             let indices: Vec<u32> = (step * 32..(step + 1) * 32).collect();
             let real = images_tensor(&mnist, &indices, PixelRange::Symmetric, &device);
             let latent = matrix(normal_latents(u64::from(step), 32, 64), 32, 64, &device);
             let losses;
-            (gan, losses) = gan.step(&config, real, latent);
-            assert!(losses.discriminator.is_finite() && losses.generator.is_finite(), "{losses:?}");
+            (gan, losses) = gan.step(&config, real, None, [latent.clone(), latent]);
+            assert!(losses.discriminator.is_finite(), "{losses:?}");
+            assert!(losses.generator.is_finite(), "{losses:?}");
         }
 
         let generated_after = gan.generator.valid().forward(probe_latents).into_data();
-        let scores_after = gan.discriminator.valid().forward(probe_images).into_data();
+        let scores_after = gan.discriminator.valid().forward(probe_images, None).into_data();
         assert_ne!(generated_before, generated_after);
         assert_ne!(scores_before, scores_after);
+    }
+
+    #[test]
+    fn conditional_steps_keep_losses_finite() {
+        use crate::data::{images_tensor, matrix};
+        use shared::cgan::{conditional_inputs, labels_tensor};
+        use shared::grid::PixelRange;
+        use shared::latent::normal_latents;
+        use shared::mnist::{Mnist, Split};
+
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mnist");
+        let mnist = Mnist::load(&fixture, Split::Train).unwrap();
+        let device = Device::flex().autodiff();
+        let generator = GeneratorConfig::new().with_condition_dim(10);
+        let discriminator = CriticConfig::Conditional(ConditionalDiscriminatorConfig::new());
+        let config = GanTrainingConfig::new(generator, discriminator);
+        let mut gan = Gan::new(&config, &device);
+
+        let indices: Vec<u32> = (0..16).collect();
+        let digits: Vec<u32> = indices.iter().map(|&i| u32::from(mnist.labels[i as usize])).collect();
+        for step in 0..2u64 {
+            let real = images_tensor(&mnist, &indices, PixelRange::Symmetric, &device);
+            let rows = conditional_inputs(&normal_latents(step, 16, 64), 64, &digits).unwrap();
+            let input = matrix(rows, 16, 74, &device);
+            let labels = labels_tensor(&digits, &device).unwrap();
+            let losses;
+            (gan, losses) = gan.step(&config, real, Some(labels), [input.clone(), input]);
+            assert!(losses.discriminator.is_finite(), "{losses:?}");
+            assert!(losses.generator.is_finite(), "{losses:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! `trainer sample`: a PNG grid of digits from an exported weights file.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
+use shared::cgan::{conditional_inputs, digit_rows};
 use shared::dcgan::load_generator;
 use shared::grid::{PixelRange, tile};
 use shared::latent::normal_latents;
@@ -21,16 +22,38 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
 
     let kind = match args.model {
         ModelArg::Dcgan => ModelKind::Dcgan,
+        ModelArg::Cgan => ModelKind::Cgan,
     };
+    if kind == ModelKind::Dcgan && args.digit.is_some() {
+        bail!("--digit needs a conditional model: the dcgan generates digits at random; use `trainer sample cgan`");
+    }
     let (config, generator) = load_generator(&file, kind, &device)
         .with_context(|| format!("failed to load {}", args.weights.display()))?;
 
-    let count = args.count as usize;
-    let latents = normal_latents(args.seed, count, config.latent_dim);
-    let images = generator.forward(matrix(latents, count, config.latent_dim, &device));
+    let latent_dim = config.latent_dim;
+    let (rows, count) = match (kind, args.digit) {
+        (ModelKind::Cgan, Some(digit)) => {
+            let count = args.count as usize;
+            let latents = normal_latents(args.seed, count, latent_dim);
+            let rows = conditional_inputs(&latents, latent_dim, &vec![digit; count])
+                .map_err(|e| anyhow!("invalid --digit: {e}"))?;
+            (rows, count)
+        }
+        (ModelKind::Cgan, None) => {
+            let styles = normal_latents(args.seed, GRID_COLUMNS, latent_dim);
+            (digit_rows(&styles, latent_dim), GRID_COLUMNS * shared::NUM_CLASSES)
+        }
+        _ => {
+            let count = args.count as usize;
+            (normal_latents(args.seed, count, latent_dim), count)
+        }
+    };
+    let input_dim = latent_dim + config.condition_dim;
+    let images = generator.forward(matrix(rows, count, input_dim, &device));
     let values = images.into_data().try_to_vec::<f32>().context("failed to read the generated images")?;
 
     png::write(&args.out, &tile(&values, PixelRange::Symmetric, GRID_COLUMNS, 2))?;
     tracing::info!(out = %args.out.display(), count, seed = args.seed, "samples written");
     Ok(())
 }
+

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
+use shared::cgan::{ConditionalDiscriminatorConfig, conditional_inputs, digit_rows, labels_tensor};
 use shared::dcgan::{DiscriminatorConfig, GeneratorConfig, export_generator};
 use shared::grid::{PixelRange, tile};
 use shared::latent::{SeededRng, normal_latents};
@@ -21,12 +22,15 @@ use crate::card::ModelCard;
 use crate::checkpoint::{self, CheckpointState};
 use crate::cli::{BackendArg, ModelArg, TrainArgs};
 use crate::data::{batches, epoch_order, images_tensor, matrix};
-use crate::gan::{Gan, GanTrainingConfig, StepLosses};
+use crate::gan::{CriticConfig, Gan, GanTrainingConfig, StepLosses};
 use crate::sample::GRID_COLUMNS;
 use crate::{atomic, device, png};
 
-/// Number of digits in the per-epoch sample grid.
+/// Number of digits in the per-epoch sample grid of the DCGAN: 8 rows of 8.
 const SAMPLE_COUNT: usize = 64;
+
+/// Samples per digit in the conditional GAN's per-epoch grid, one row per digit.
+const SAMPLES_PER_DIGIT: usize = 8;
 
 /// Seed offset of the fixed latent batch behind the per-epoch sample grids.
 const SAMPLE_STREAM: u64 = 0x5A3D_1E55;
@@ -35,10 +39,12 @@ const SAMPLE_STREAM: u64 = 0x5A3D_1E55;
 pub fn train(args: &TrainArgs) -> Result<()> {
     match args.model {
         ModelArg::Dcgan => train_gan(args, ModelKind::Dcgan),
+        ModelArg::Cgan => train_gan(args, ModelKind::Cgan),
     }
 }
 
 fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| Path::new("runs").join(kind.name()));
     let mut mnist = Mnist::load(&args.data_dir, Split::Train).with_context(|| {
         format!(
             "failed to load the MNIST training set from {}; run `trainer download --data-dir {}` first",
@@ -54,21 +60,28 @@ fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
         bail!("the training set has {} images; at least 2 are needed", mnist.len());
     }
 
-    let config = GanTrainingConfig::new(GeneratorConfig::new(), DiscriminatorConfig::new())
+    let conditional = kind == ModelKind::Cgan;
+    let (generator, discriminator) = if conditional {
+        let generator = GeneratorConfig::new().with_condition_dim(shared::NUM_CLASSES);
+        (generator, CriticConfig::Conditional(ConditionalDiscriminatorConfig::new()))
+    } else {
+        (GeneratorConfig::new(), CriticConfig::Plain(DiscriminatorConfig::new()))
+    };
+    let config = GanTrainingConfig::new(generator, discriminator)
         .with_batch_size(batch_size)
         .with_learning_rate(args.learning_rate);
     if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
         bail!("invalid --learning-rate {}: expected a positive number", args.learning_rate);
     }
 
-    fs::create_dir_all(args.out.join("samples"))
-        .with_context(|| format!("failed to create the output folder {}", args.out.display()))?;
+    fs::create_dir_all(out.join("samples"))
+        .with_context(|| format!("failed to create the output folder {}", out.display()))?;
     let inference = device::device(args.backend)?;
     let training = inference.clone().autodiff();
     training.seed(args.seed);
 
     let (mut gan, mut state) = if args.resume {
-        let (gan, state) = checkpoint::load(&args.out, &config, &training)?;
+        let (gan, state) = checkpoint::load(&out, &config, &training)?;
         info!(epochs_done = state.epochs_done, "resuming from the checkpoint");
         (gan, state)
     } else {
@@ -76,28 +89,29 @@ fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
             epochs_done: 0,
             steps_done: 0,
             seconds: 0.0,
+            last_losses: None,
         };
         (Gan::new(&config, &training), state)
     };
-    atomic::write(&args.out.join("config.json"), config.to_string().as_bytes())?;
+    atomic::write(&out.join("config.json"), config.to_string().as_bytes())?;
 
-    let losses_path = args.out.join("losses.csv");
+    let losses_path = out.join("losses.csv");
     if !args.resume || !losses_path.is_file() {
         atomic::write(&losses_path, b"epoch,step,discriminator_loss,generator_loss\n")?;
     }
 
     let latent_dim = config.generator.latent_dim;
-    let sample_latents = normal_latents(args.seed ^ SAMPLE_STREAM, SAMPLE_COUNT, latent_dim);
+    let input_dim = latent_dim + config.generator.condition_dim;
+    let sample_inputs = sample_inputs(args.seed, latent_dim, conditional);
     info!(
         images = mnist.len(),
         batch_size,
         epochs = args.epochs,
         backend = ?args.backend,
-        out = %args.out.display(),
+        out = %out.display(),
         "training {kind}"
     );
 
-    let mut last_means = (f32::NAN, f32::NAN);
     for epoch in state.epochs_done..args.epochs {
         let started = Instant::now();
         let order = epoch_order(mnist.len(), args.seed, epoch);
@@ -109,12 +123,21 @@ fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
 
         for batch in batches(&order, batch_size) {
             let real = images_tensor(&mnist, batch, PixelRange::Symmetric, &training);
-            let latents: Vec<f32> = (0..batch.len() * latent_dim).map(|_| noise.next_normal() as f32).collect();
-            let input = matrix(latents, batch.len(), latent_dim, &training);
+            let digits: Vec<u32> = batch.iter().map(|&i| u32::from(mnist.labels[i as usize])).collect();
+            let inputs = [0, 1].map(|_| {
+                let latents: Vec<f32> = (0..batch.len() * latent_dim).map(|_| noise.next_normal() as f32).collect();
+                let rows = if conditional {
+                    conditional_inputs(&latents, latent_dim, &digits).expect("MNIST labels are checked to be digits")
+                } else {
+                    latents
+                };
+                matrix(rows, batch.len(), input_dim, &training)
+            });
+            let labels = conditional.then(|| labels_tensor(&digits, &training).expect("MNIST labels are checked to be digits"));
 
             let losses: StepLosses;
-            (gan, losses) = gan.step(&config, real, input);
-            check_finite(&losses, epoch, &args.out)?;
+            (gan, losses) = gan.step(&config, real, labels, inputs);
+            check_finite(&losses, epoch, &out)?;
 
             state.steps_done += 1;
             sum_d += f64::from(losses.discriminator);
@@ -135,12 +158,13 @@ fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
         let seconds = started.elapsed().as_secs_f64();
         state.seconds += seconds;
         state.epochs_done = epoch + 1;
-        last_means = ((sum_d / count as f64) as f32, (sum_g / count as f64) as f32);
+        let last_means = ((sum_d / count as f64) as f32, (sum_g / count as f64) as f32);
+        state.last_losses = Some(last_means);
 
         append(&losses_path, rows.as_bytes())?;
-        let samples = render_samples(&gan, &sample_latents, latent_dim, &inference)?;
-        png::write(&args.out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
-        checkpoint::save(&args.out, &gan, &state)?;
+        let samples = render_samples(&gan, &sample_inputs, input_dim, &inference)?;
+        png::write(&out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
+        checkpoint::save(&out, &gan, &state)?;
         info!(
             epoch = epoch + 1,
             discriminator_loss = last_means.0,
@@ -151,21 +175,23 @@ fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
         );
     }
 
-    export(args, kind, &config, &gan, &mnist, &state, last_means)
+    export(args, &out, kind, &config, &gan, &mnist, &state)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn export(
     args: &TrainArgs,
+    out: &Path,
     kind: ModelKind,
     config: &GanTrainingConfig,
     gan: &Gan,
     mnist: &Mnist,
     state: &CheckpointState,
-    last_means: (f32, f32),
 ) -> Result<()> {
     let bytes = export_generator(kind, &config.generator, &gan.generator).context("export failed")?;
     let file_name = format!("{kind}.bin");
-    let path = args.out.join(&file_name);
+    debug_assert_eq!(SAMPLES_PER_DIGIT, GRID_COLUMNS);
+    let path = out.join(&file_name);
     atomic::write(&path, &bytes)?;
 
     let card = ModelCard {
@@ -183,19 +209,34 @@ fn export(
         weights_file: file_name,
         weights_bytes: bytes.len(),
         weights_sha256: sha256_hex(&bytes),
-        final_losses: vec![
-            ("discriminator loss".to_string(), last_means.0),
-            ("generator loss".to_string(), last_means.1),
-        ],
+        final_losses: state
+            .last_losses
+            .map(|(discriminator, generator)| {
+                vec![
+                    ("discriminator loss".to_string(), discriminator),
+                    ("generator loss".to_string(), generator),
+                ]
+            })
+            .unwrap_or_default(),
     };
-    card.write(&args.out.join(format!("{kind}.md")))?;
+    card.write(&out.join(format!("{kind}.md")))?;
     info!(weights = %path.display(), bytes = bytes.len(), "exported");
     Ok(())
 }
 
-fn render_samples(gan: &Gan, latents: &[f32], latent_dim: usize, device: &Device) -> Result<shared::grid::GrayImage> {
+/// Returns the fixed generator inputs of the per-epoch grids: 64 latents for the DCGAN, and for
+/// the conditional GAN one row per digit, where column `j` of every row shares latent `j`.
+fn sample_inputs(seed: u64, latent_dim: usize, conditional: bool) -> Vec<f32> {
+    if conditional {
+        digit_rows(&normal_latents(seed ^ SAMPLE_STREAM, SAMPLES_PER_DIGIT, latent_dim), latent_dim)
+    } else {
+        normal_latents(seed ^ SAMPLE_STREAM, SAMPLE_COUNT, latent_dim)
+    }
+}
+
+fn render_samples(gan: &Gan, inputs: &[f32], input_dim: usize, device: &Device) -> Result<shared::grid::GrayImage> {
     let generator = gan.generator.valid();
-    let input = matrix(latents.to_vec(), latents.len() / latent_dim, latent_dim, device);
+    let input = matrix(inputs.to_vec(), inputs.len() / input_dim, input_dim, device);
     let values = generator
         .forward(input)
         .into_data()

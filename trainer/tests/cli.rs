@@ -173,3 +173,81 @@ fn resume_without_checkpoint_is_an_error() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("no checkpoint"), "{}", stderr(&output));
 }
+
+#[test]
+fn cgan_trains_and_samples_a_requested_digit() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = trainer(&[
+        "train",
+        "cgan",
+        "--data-dir",
+        fixture().to_str().unwrap(),
+        "--limit",
+        "128",
+        "--batch-size",
+        "64",
+        "--epochs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let weights = std::fs::read(run.join("cgan.bin")).unwrap();
+    let (config, _) = load_generator(&weights, ModelKind::Cgan, &Device::flex()).unwrap();
+    assert_eq!(config.condition_dim, 10);
+
+    // One row of 8 per digit, 2-pixel gaps: 8 * 30 - 2 by 10 * 30 - 2 pixels.
+    let grid = image_size(&std::fs::read(run.join("samples/epoch-001.png")).unwrap());
+    assert_eq!(grid, (238, 298));
+
+    let png = out.path().join("sevens.png");
+    let weights_arg = run.join("cgan.bin");
+    let output = trainer(&[
+        "sample",
+        "cgan",
+        "--weights",
+        weights_arg.to_str().unwrap(),
+        "--digit",
+        "7",
+        "--count",
+        "8",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(image_size(&std::fs::read(&png).unwrap()), (238, 28));
+
+    let output = trainer(&[
+        "sample",
+        "cgan",
+        "--weights",
+        weights_arg.to_str().unwrap(),
+        "--digit",
+        "12",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("digit 12 is out of range"), "{}", stderr(&output));
+
+    let output = trainer(&[
+        "sample",
+        "dcgan",
+        "--weights",
+        weights_arg.to_str().unwrap(),
+        "--digit",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--digit needs a conditional model"), "{}", stderr(&output));
+}
+
+/// Returns the width and height in a PNG file's header.
+fn image_size(png: &[u8]) -> (u32, u32) {
+    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
+    (width, height)
+}

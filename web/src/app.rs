@@ -1,33 +1,30 @@
 //! The page's components and the work they start.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::grid::{GrayImage, PixelRange, tile};
+use shared::weights::ModelKind;
 
 use crate::engine::{Backend, Engine};
 use crate::fetch::fetch_bytes;
 use crate::page::{draw, query, set_body_state, set_query};
-
-/// Path of the DCGAN weights, relative to the page.
-pub const DCGAN_WEIGHTS: &str = "weights/dcgan.bin";
-
-/// Digits per grid side.
-const GRID_SIDE: usize = 8;
+use crate::view::{GRID_COLUMNS, View, weights_path};
 
 /// Screen pixels per image pixel.
 const ZOOM: u32 = 3;
 
-/// What the page is doing.
+/// State of the page's work.
 #[derive(Debug, Clone, PartialEq)]
 enum Status {
     /// Work in progress, with a description.
     Loading(String),
     /// A grid is drawn.
     Ready,
-    /// Something failed; the message says what and what to do.
+    /// A failure, with a message that names it and the next step.
     Failed(String),
 }
 
@@ -41,27 +38,43 @@ impl Status {
     }
 }
 
+/// A grid to draw: the view, its seed and, where the view uses one, its digit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Request {
+    view: View,
+    seed: u64,
+    digit: u32,
+    /// Backend to switch to, or `None` to keep the current one (WebGPU first at start).
+    backend: Option<Backend>,
+}
+
 /// Signals and stored values the asynchronous work writes to. All fields are `Copy` handles.
 #[derive(Clone, Copy)]
 struct Page {
     set_status: WriteSignal<Status>,
     set_backend: WriteSignal<Option<Backend>>,
     set_notice: WriteSignal<String>,
-    set_timing: WriteSignal<Option<f64>>,
+    set_timing: WriteSignal<Option<(usize, f64)>>,
     set_grid: WriteSignal<Option<GrayImage>>,
-    engine: StoredValue<Option<Rc<Engine>>, LocalStorage>,
-    weights: StoredValue<Option<Rc<Vec<u8>>>, LocalStorage>,
+    /// The loaded engines, at most one per model, all on the current backend.
+    engines: StoredValue<Vec<Rc<Engine>>, LocalStorage>,
+    /// Weights files already fetched, by model.
+    weights: StoredValue<HashMap<ModelKind, Rc<Vec<u8>>>, LocalStorage>,
 }
 
-/// The digit generator page: a grid of DCGAN digits, the backend in use and the batch time.
+/// The digit generator page: a grid of generated digits, the backend in use and the batch time.
 #[component]
 pub fn App() -> impl IntoView {
     let (status, set_status) = signal(Status::Loading("Loading weights…".to_string()));
     let (backend, set_backend) = signal(None::<Backend>);
     let (notice, set_notice) = signal(String::new());
-    let (timing, set_timing) = signal(None::<f64>);
+    let (timing, set_timing) = signal(None::<(usize, f64)>);
     let initial_seed = query("seed").and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(random_seed);
     let (seed, set_seed) = signal(initial_seed);
+    let initial_view = query("view").and_then(|id| View::from_id(&id)).unwrap_or(View::Random);
+    let (view, set_view) = signal(initial_view);
+    let initial_digit = query("digit").and_then(|d| d.parse::<u32>().ok()).filter(|&d| d < 10).unwrap_or(7);
+    let (digit, set_digit) = signal(initial_digit);
     let (grid, set_grid) = signal(None::<GrayImage>);
     let (download_href, set_download_href) = signal(String::new());
     let canvas = NodeRef::<Canvas>::new();
@@ -71,10 +84,10 @@ pub fn App() -> impl IntoView {
         set_notice,
         set_timing,
         set_grid,
-        engine: StoredValue::new_local(None),
-        weights: StoredValue::new_local(None),
+        engines: StoredValue::new_local(Vec::new()),
+        weights: StoredValue::new_local(HashMap::new()),
     };
-    let requested = query("backend").and_then(|id| Backend::from_id(&id));
+    let requested_backend = query("backend").and_then(|id| Backend::from_id(&id));
     set_query("seed", &initial_seed.to_string());
 
     Effect::new(move || {
@@ -89,30 +102,70 @@ pub fn App() -> impl IntoView {
         set_body_state(status.id());
     });
 
-    spawn_local(run(page, requested, initial_seed));
+    let current = move |backend: Option<Backend>| Request {
+        view: view.get_untracked(),
+        seed: seed.get_untracked(),
+        digit: digit.get_untracked(),
+        backend,
+    };
+    spawn_local(run(page, current(requested_backend)));
 
     let busy = move || matches!(status.get(), Status::Loading(_));
     let on_generate = move |_| {
         let next = random_seed();
         set_seed.set(next);
         set_query("seed", &next.to_string());
-        spawn_local(run(page, None, next));
+        spawn_local(run(page, current(None)));
     };
     let on_backend = move |event| {
         let Some(choice) = Backend::from_id(&event_target_value(&event)) else { return };
         set_notice.set(String::new());
         set_query("backend", choice.id());
-        spawn_local(run(page, Some(choice), seed.get_untracked()));
+        spawn_local(run(page, current(Some(choice))));
     };
-    let on_retry = move |_| spawn_local(run(page, requested, seed.get_untracked()));
+    let on_view = move |event| {
+        let Some(choice) = View::from_id(&event_target_value(&event)) else { return };
+        set_view.set(choice);
+        set_query("view", choice.id());
+        spawn_local(run(page, current(None)));
+    };
+    let on_digit = move |event| {
+        let Ok(choice) = event_target_value(&event).parse::<u32>() else { return };
+        set_digit.set(choice);
+        set_query("digit", &choice.to_string());
+        spawn_local(run(page, current(None)));
+    };
+    let on_retry = move |_| spawn_local(run(page, current(requested_backend)));
 
     view! {
         <main>
             <h1>"Handwritten digits, generated in your browser"</h1>
             <p class="lead">
-                "A DCGAN trained on MNIST with Burn draws these 64 digits on your own machine."
+                "GANs trained on MNIST with Burn draw these digits on your own machine."
             </p>
             <div class="controls">
+                <label>
+                    "Show "
+                    <select id="view" on:change=on_view disabled=busy prop:value=move || view.get().id()>
+                        {View::ALL
+                            .into_iter()
+                            .map(|v| view! { <option value=v.id()>{v.label()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
+                <label class:hidden=move || !view.get().uses_digit()>
+                    "Digit "
+                    <select
+                        id="digit"
+                        on:change=on_digit
+                        disabled=busy
+                        prop:value=move || digit.get().to_string()
+                    >
+                        {(0..10u32)
+                            .map(|d| view! { <option value=d.to_string()>{d.to_string()}</option> })
+                            .collect_view()}
+                    </select>
+                </label>
                 <button id="generate" on:click=on_generate disabled=busy>"Generate"</button>
                 <label>
                     "Backend "
@@ -129,7 +182,7 @@ pub fn App() -> impl IntoView {
                 <a
                     id="download"
                     href=move || download_href.get()
-                    download=move || format!("digits-seed-{}.png", seed.get())
+                    download=move || format!("digits-{}-seed-{}.png", view.get().id(), seed.get())
                 >
                     "Download PNG"
                 </a>
@@ -140,7 +193,12 @@ pub fn App() -> impl IntoView {
                 </span>
                 " · "
                 <span id="timing">
-                    {move || timing.get().map(|ms| format!("64 digits in {ms:.1} ms")).unwrap_or_default()}
+                    {move || {
+                        timing
+                            .get()
+                            .map(|(count, ms)| format!("{count} digits in {ms:.1} ms"))
+                            .unwrap_or_default()
+                    }}
                 </span>
                 " · "
                 <span id="seed">{move || format!("seed {}", seed.get())}</span>
@@ -168,19 +226,20 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Makes sure an engine runs on `requested` (or any backend when `None`), then draws the grid of
-/// `seed`. Every failure ends in [`Status::Failed`] with a message, never in a frozen page.
-async fn run(page: Page, requested: Option<Backend>, seed: u64) {
+/// Makes sure an engine for the request's model runs on the requested backend, then draws the
+/// request's grid. Every failure ends in [`Status::Failed`] with a message, never in a frozen
+/// page.
+async fn run(page: Page, request: Request) {
     let result = async {
-        let engine = ensure_engine(page, requested).await?;
+        let engine = ensure_engine(page, request.backend, request.view.kind()).await?;
+        let (rows, count) = request.view.inputs(request.seed, request.digit, engine.latent_dim)?;
         page.set_status.set(Status::Loading("Generating…".to_string()));
-        match engine.generate(seed, GRID_SIDE * GRID_SIDE).await {
-            Ok(batch) => Ok(batch),
+        match engine.generate(rows.clone(), count).await {
+            Ok(batch) => Ok((batch, count)),
             Err(error) if engine.backend == Backend::WebGpu => {
                 page.set_notice.set(format!("WebGPU failed while generating ({error}); switched to the CPU."));
-                page.engine.set_value(None);
-                let cpu = ensure_engine(page, Some(Backend::Cpu)).await?;
-                cpu.generate(seed, GRID_SIDE * GRID_SIDE).await
+                let cpu = ensure_engine(page, Some(Backend::Cpu), request.view.kind()).await?;
+                cpu.generate(rows, count).await.map(|batch| (batch, count))
             }
             Err(error) => Err(error),
         }
@@ -188,49 +247,44 @@ async fn run(page: Page, requested: Option<Backend>, seed: u64) {
     .await;
 
     match result {
-        Ok(batch) => {
-            page.set_grid.set(Some(tile(&batch.pixels, PixelRange::Symmetric, GRID_SIDE, 2)));
-            page.set_timing.set(Some(batch.millis));
+        Ok((batch, count)) => {
+            page.set_grid.set(Some(tile(&batch.pixels, PixelRange::Symmetric, GRID_COLUMNS, 2)));
+            page.set_timing.set(Some((count, batch.millis)));
             page.set_status.set(Status::Ready);
         }
         Err(error) => page.set_status.set(Status::Failed(error)),
     }
 }
 
-/// Returns the current engine if it runs on `requested`, or loads one. Without a request, or
+/// Returns the engine of `kind` on `requested` (the current backend when `None`), loading it
+/// when needed. A new backend drops the engines of the old one. Without a current backend, or
 /// when WebGPU is requested, WebGPU is tried first and the CPU is the fallback.
-async fn ensure_engine(page: Page, requested: Option<Backend>) -> Result<Rc<Engine>, String> {
-    if let Some(engine) = page.engine.get_value() {
-        if requested.is_none_or(|backend| backend == engine.backend) {
-            return Ok(engine);
-        }
+async fn ensure_engine(page: Page, requested: Option<Backend>, kind: ModelKind) -> Result<Rc<Engine>, String> {
+    let engines = page.engines.get_value();
+    let current = engines.first().map(|engine| engine.backend);
+    let target = requested.or(current);
+    if let Some(engine) = engines.iter().find(|e| Some(e.backend) == target && e.kind == kind) {
+        return Ok(engine.clone());
     }
 
-    let weights = match page.weights.get_value() {
-        Some(weights) => weights,
-        None => {
-            page.set_status.set(Status::Loading(format!("Downloading {DCGAN_WEIGHTS}…")));
-            let bytes = fetch_bytes(DCGAN_WEIGHTS).await?;
-            shared::weights::decode(&bytes).map_err(|error| format!("{DCGAN_WEIGHTS}: {error}"))?;
-            let bytes = Rc::new(bytes);
-            page.weights.set_value(Some(bytes.clone()));
-            bytes
-        }
-    };
-
-    let candidates: &[Backend] = match requested {
+    let weights = fetch_weights(page, kind).await?;
+    let file = weights_path(kind);
+    let candidates: &[Backend] = match target {
         Some(Backend::Cpu) => &[Backend::Cpu],
         _ => &[Backend::WebGpu, Backend::Cpu],
     };
     let mut failures = Vec::new();
     for &candidate in candidates {
         page.set_status.set(Status::Loading(format!("Starting {}…", candidate.label())));
-        match Engine::load(candidate, &weights).await {
+        match Engine::load(candidate, kind, &weights, &file).await {
             Ok(engine) => {
                 if !failures.is_empty() {
                     page.set_notice.set(format!("{}. Running on the CPU instead.", failures.join("; ")));
                 }
-                page.engine.set_value(Some(engine.clone()));
+                page.engines.update_value(|engines| {
+                    engines.retain(|e| e.backend == candidate);
+                    engines.push(engine.clone());
+                });
                 page.set_backend.set(Some(candidate));
                 return Ok(engine);
             }
@@ -238,6 +292,22 @@ async fn ensure_engine(page: Page, requested: Option<Backend>) -> Result<Rc<Engi
         }
     }
     Err(failures.join("; "))
+}
+
+/// Returns the weights file of `kind`, fetching and checking it on first use.
+async fn fetch_weights(page: Page, kind: ModelKind) -> Result<Rc<Vec<u8>>, String> {
+    if let Some(weights) = page.weights.with_value(|cache| cache.get(&kind).cloned()) {
+        return Ok(weights);
+    }
+    let path = weights_path(kind);
+    page.set_status.set(Status::Loading(format!("Downloading {path}…")));
+    let bytes = fetch_bytes(&path).await?;
+    shared::weights::decode(&bytes).map_err(|error| format!("{path}: {error}"))?;
+    let bytes = Rc::new(bytes);
+    page.weights.update_value(|cache| {
+        cache.insert(kind, bytes.clone());
+    });
+    Ok(bytes)
 }
 
 fn random_seed() -> u64 {

@@ -6,7 +6,6 @@ use std::rc::Rc;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use shared::dcgan::{Generator, load_generator};
-use shared::latent::normal_latents;
 use shared::weights::ModelKind;
 
 /// The compute backend a generator runs on.
@@ -82,9 +81,14 @@ async fn init_webgpu() -> Result<Device, String> {
 pub struct Engine {
     /// The backend it runs on.
     pub backend: Backend,
+    /// The model it runs.
+    pub kind: ModelKind,
     device: Device,
     generator: Generator,
-    latent_dim: usize,
+    /// Size of the latent part of an input row.
+    pub latent_dim: usize,
+    /// Size of an input row: the latent and, for the conditional GAN, the one-hot label.
+    pub input_dim: usize,
 }
 
 /// Result of one batch.
@@ -97,32 +101,32 @@ pub struct Batch {
 }
 
 impl Engine {
-    /// Loads the generator in `weights` on `backend` and runs a one-digit warm-up, so a backend
-    /// that fails on its first real work (a shader or read error) fails here instead.
-    pub async fn load(backend: Backend, weights: &[u8]) -> Result<Rc<Self>, String> {
+    /// Loads the generator of `kind` from `weights` on `backend` and runs a one-digit warm-up, so
+    /// a backend that fails on its first real work (a shader or read error) fails here instead.
+    pub async fn load(backend: Backend, kind: ModelKind, weights: &[u8], file: &str) -> Result<Rc<Self>, String> {
         let device = device(backend).await?;
-        let (config, generator) =
-            load_generator(weights, ModelKind::Dcgan, &device).map_err(|error| format!("weights/dcgan.bin: {error}"))?;
+        let (config, generator) = load_generator(weights, kind, &device).map_err(|error| format!("{file}: {error}"))?;
         let engine = Self {
             backend,
+            kind,
             device,
             generator,
             latent_dim: config.latent_dim,
+            input_dim: config.latent_dim + config.condition_dim,
         };
 
-        let warm_up = engine.generate(0, 1).await?;
+        let warm_up = engine.generate(vec![0.0; engine.input_dim], 1).await?;
         if warm_up.pixels.iter().any(|v| !v.is_finite()) {
             return Err(format!("{} produced invalid values in the warm-up", backend.label()));
         }
         Ok(Rc::new(engine))
     }
 
-    /// Generates `count` digits from the latents of `seed`.
-    pub async fn generate(&self, seed: u64, count: usize) -> Result<Batch, String> {
-        let latents = normal_latents(seed, count, self.latent_dim);
+    /// Generates one image per input row; `rows` holds `count` rows of `input_dim` values.
+    pub async fn generate(&self, rows: Vec<f32>, count: usize) -> Result<Batch, String> {
         let started = now();
 
-        let input = Tensor::<2>::from_data(TensorData::new(latents, [count, self.latent_dim]), &self.device);
+        let input = Tensor::<2>::from_data(TensorData::new(rows, [count, self.input_dim]), &self.device);
         let data = self
             .generator
             .forward(input)

@@ -5,3 +5,4 @@ pub mod app;
 pub mod engine;
 pub mod fetch;
 pub mod page;
+pub mod view;
