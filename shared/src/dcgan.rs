@@ -131,8 +131,8 @@ pub fn load_generator(
     })
 }
 
-/// Creates a BatchNorm layer whose scale (gamma) is drawn from N(0, `std`), as the DCGAN
-/// initialisation treats BatchNorm weights like convolution weights.
+/// Creates a BatchNorm layer whose scale (gamma) is drawn from N(0, `std`), like the
+/// convolution weights.
 ///
 /// Near-zero scales keep every hidden activation small at first, so the generator changes its
 /// output slowly while the discriminator learns. With Burn's default scale of 1 the generator
@@ -226,7 +226,7 @@ pub struct DiscriminatorConfig {
 /// Layers: Conv k4 s2 (28→13 px) and k4 s2 (→5), each followed by LeakyReLU, then Conv k5 (→1)
 /// to the logit. Only the second convolution has BatchNorm: after the first, BatchNorm would
 /// subtract each batch's mean and so hide a uniform brightness offset, such as a gray background,
-/// from the discriminator (the DCGAN paper also leaves the input layer unnormalized).
+/// from the discriminator. `input_batch_norm` adds it back.
 #[derive(Module, Debug)]
 pub struct Discriminator {
     convs: [Conv2d; 3],
