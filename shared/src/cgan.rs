@@ -8,7 +8,7 @@ use burn::nn::{BatchNorm, Initializer, LeakyRelu, LeakyReluConfig, PaddingConfig
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::dcgan::batch_norm;
-use crate::{IMAGE_SIDE, NUM_CLASSES};
+use crate::NUM_CLASSES;
 
 /// A digit label that is not 0-9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -135,8 +135,6 @@ pub fn labels_tensor(digits: &[u32], device: &Device) -> Result<Tensor<2>, Digit
     let rows = one_hot(digits)?;
     Ok(Tensor::from_data(TensorData::new(rows, [digits.len(), NUM_CLASSES]), device))
 }
-
-const _: () = assert!(IMAGE_SIDE == 28);
 
 #[cfg(test)]
 mod tests {

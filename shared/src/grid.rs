@@ -42,7 +42,7 @@ impl GrayImage {
 
 /// Tiles 28×28 images into a grid of `columns` columns with `padding` pixels between tiles.
 ///
-/// `images` holds the images one after another, as a `[N, 1, 28, 28]` tensor's data does. The
+/// `images` contains the images one after another, as a `[N, 1, 28, 28]` tensor's data does. The
 /// last row is left dark where `N` is not a multiple of `columns`.
 ///
 /// # Panics

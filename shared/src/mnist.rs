@@ -48,7 +48,7 @@ impl Split {
     }
 }
 
-/// What is wrong with an IDX file.
+/// Defect found in an IDX file.
 #[derive(Debug, thiserror::Error)]
 pub enum IdxErrorKind {
     /// Reading failed.
@@ -117,7 +117,7 @@ pub enum IdxErrorKind {
 pub struct IdxError {
     /// The file, or a name standing for the bytes read.
     pub file: String,
-    /// What is wrong.
+    /// The defect.
     pub kind: IdxErrorKind,
 }
 
@@ -148,12 +148,12 @@ impl Mnist {
         self.labels.len()
     }
 
-    /// Whether there are no images.
+    /// Returns whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
-    /// The 784 gray levels of image `index`.
+    /// Returns the 784 gray levels of image `index`.
     pub fn image(&self, index: usize) -> &[u8] {
         &self.images[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS]
     }

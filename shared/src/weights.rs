@@ -104,10 +104,10 @@ pub struct WeightsHeader {
     pub payload_sha256: String,
 }
 
-/// Why a weights file could not be written or read.
+/// Error from writing or reading a weights file.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    /// The file is shorter than its fixed prefix or than its header says.
+    /// The file is shorter than its fixed prefix or than its header states.
     #[error("the weights file is truncated: {0}")]
     Truncated(String),
     /// The file does not start with the magic bytes.
@@ -125,7 +125,7 @@ pub enum WeightsError {
     /// The header is not the expected JSON.
     #[error("invalid weights header: {0}")]
     Header(String),
-    /// The file holds another kind of model.
+    /// The file contains another kind of model.
     #[error("the weights file holds a {found} model, expected {expected}")]
     Kind {
         /// Kind in the file.

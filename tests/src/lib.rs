@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use shared::dcgan::Generator;
 use shared::latent::normal_latents;
 
-/// The repository root.
+/// Returns the repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }

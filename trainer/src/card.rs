@@ -79,7 +79,7 @@ fn machine() -> String {
     format!("{model}, {cores} threads, {}", std::env::consts::OS)
 }
 
-/// The current git commit, with `-dirty` when the work tree has changes, or `unknown`.
+/// Returns the current git commit, with `-dirty` when the work tree has changes, or `unknown`.
 fn commit() -> String {
     let run = |args: &[&str]| {
         Command::new("git")

@@ -11,9 +11,9 @@ use shared::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConf
 /// Architecture of the discriminator.
 #[derive(Config, Debug)]
 pub enum CriticConfig {
-    /// The DCGAN discriminator, which sees images only.
+    /// The DCGAN discriminator, which scores images alone.
     Plain(DiscriminatorConfig),
-    /// The conditional GAN discriminator, which sees images with their labels.
+    /// The conditional GAN discriminator, which scores images with their labels.
     Conditional(ConditionalDiscriminatorConfig),
 }
 
@@ -123,7 +123,7 @@ impl Gan {
     /// batches of generator inputs, the first for the discriminator step and the second for the
     /// generator step.
     ///
-    /// For a conditional GAN, `labels` holds the one-hot labels of the real images, and each input
+    /// For a conditional GAN, `labels` contains the one-hot labels of the real images, and each input
     /// row is a latent followed by the same row's label, so real and generated batches carry the
     /// same digits.
     ///

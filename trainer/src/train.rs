@@ -29,9 +29,6 @@ use crate::{atomic, device, png};
 /// Number of digits in the per-epoch sample grid of the DCGAN: 8 rows of 8.
 const SAMPLE_COUNT: usize = 64;
 
-/// Samples per digit in the conditional GAN's per-epoch grid, one row per digit.
-const SAMPLES_PER_DIGIT: usize = 8;
-
 /// Seed offset of the fixed latent batch behind the per-epoch sample grids.
 const SAMPLE_STREAM: u64 = 0x5A3D_1E55;
 
@@ -190,7 +187,6 @@ fn export(
 ) -> Result<()> {
     let bytes = export_generator(kind, &config.generator, &gan.generator).context("export failed")?;
     let file_name = format!("{kind}.bin");
-    debug_assert_eq!(SAMPLES_PER_DIGIT, GRID_COLUMNS);
     let path = out.join(&file_name);
     atomic::write(&path, &bytes)?;
 
@@ -228,7 +224,7 @@ fn export(
 /// the conditional GAN one row per digit, where column `j` of every row shares latent `j`.
 fn sample_inputs(seed: u64, latent_dim: usize, conditional: bool) -> Vec<f32> {
     if conditional {
-        digit_rows(&normal_latents(seed ^ SAMPLE_STREAM, SAMPLES_PER_DIGIT, latent_dim), latent_dim)
+        digit_rows(&normal_latents(seed ^ SAMPLE_STREAM, GRID_COLUMNS, latent_dim), latent_dim)
     } else {
         normal_latents(seed ^ SAMPLE_STREAM, SAMPLE_COUNT, latent_dim)
     }

@@ -13,7 +13,7 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mnist")
 }
 
-/// What the test server answers for a file name.
+/// Response of the test server for one file name.
 #[derive(Clone)]
 enum Answer {
     Serve(Vec<u8>),
@@ -22,7 +22,7 @@ enum Answer {
     Truncate(Vec<u8>),
 }
 
-/// Serves `answers` (file name → answer) on 127.0.0.1 for a bounded number of requests and
+/// Serves `answers` (file name → response) on 127.0.0.1 for a bounded number of requests and
 /// returns the base URL.
 fn serve(answers: Vec<(String, Answer)>, max_requests: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -59,7 +59,7 @@ fn serve(answers: Vec<(String, Answer)>, max_requests: usize) -> String {
     format!("http://{address}/mnist/")
 }
 
-/// The fixture's files with the size and digest of their decompressed bytes.
+/// Returns the fixture's files with the size and digest of their decompressed bytes.
 fn fixture_files() -> Vec<(MnistFile, Vec<u8>)> {
     let stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
     stems
@@ -148,7 +148,7 @@ fn valid_files_are_not_downloaded_again() {
     let dir = tempfile::tempdir().unwrap();
     let (file, bytes) = files[1].clone();
     std::fs::write(dir.path().join(format!("{}.gz", file.stem)), &bytes).unwrap();
-    // A server that answers 404 to everything: a download attempt would fail.
+    // A server that returns 404 for every path, so a download attempt would fail.
     let url = serve(vec![], 4);
 
     download(dir.path(), &[url], &[file], false).unwrap();

@@ -122,7 +122,7 @@ impl Engine {
         Ok(Rc::new(engine))
     }
 
-    /// Generates one image per input row; `rows` holds `count` rows of `input_dim` values.
+    /// Generates one image per input row. `rows` contains `count` rows of `input_dim` values.
     pub async fn generate(&self, rows: Vec<f32>, count: usize) -> Result<Batch, String> {
         let started = now();
 

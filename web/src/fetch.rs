@@ -34,7 +34,7 @@ pub async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// A short text for a JavaScript error value.
+/// Returns a short text for a JavaScript error value.
 pub fn describe(error: &wasm_bindgen::JsValue) -> String {
     if let Some(error) = error.dyn_ref::<js_sys::Error>() {
         return String::from(error.message());
