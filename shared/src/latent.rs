@@ -6,7 +6,9 @@
 //! gives bit-identical latents natively and in wasm.
 
 /// A small deterministic pseudo-random generator (SplitMix64).
-#[derive(Debug, Clone)]
+///
+/// It serializes with its whole state, so a training checkpoint can continue the same stream.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeededRng {
     state: u64,
     spare_normal: Option<f64>,

@@ -4,12 +4,16 @@
 //! [`burn::tensor::Device`] the caller passes, so the same code trains natively on burn-flex or
 //! wgpu and runs in the browser on WebGPU or burn-flex.
 
+pub mod autoencoder;
 pub mod cgan;
+pub mod classifier;
 pub mod dcgan;
 pub mod fold;
 pub mod grid;
 pub mod latent;
 pub mod mnist;
+pub mod preprocess;
+pub mod vae;
 pub mod weights;
 
 /// Side length of an MNIST image, in pixels.

@@ -14,7 +14,7 @@
 //! module before it reads a tensor, and the SHA-256 of the payload catches corruption. Loading a
 //! file of another kind, version or shape is an error, never a panic.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::{Bytes, DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,10 @@ pub fn encode<M: Module>(
     module: M,
     storage: StorageType,
 ) -> Result<Vec<u8>, WeightsError> {
-    let module = module.map(&mut CastFloats(storage.dtype()));
+    let module = module.map(&mut CastFloats {
+        dtype: storage.dtype(),
+        next_id: 0,
+    });
     let payload = module
         .into_record()
         .into_bytes()
@@ -314,12 +317,21 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-struct CastFloats(DType);
+/// Casts every float tensor to one type and numbers the parameters in visit order.
+///
+/// Burn draws parameter ids at random, and records store them, so without renumbering two
+/// exports of equal weights would differ in bytes and in checksum.
+struct CastFloats {
+    dtype: DType,
+    next_id: u64,
+}
 
 impl ModuleMapper for CastFloats {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let dtype = self.0;
-        param.map(|tensor| tensor.cast(dtype))
+        let (_, tensor, mapper) = param.consume();
+        let id = ParamId::from(self.next_id);
+        self.next_id += 1;
+        Param::from_mapped_value(id, tensor.cast(self.dtype), mapper)
     }
 }
 
@@ -358,6 +370,17 @@ mod tests {
         assert_eq!(header.kind, ModelKind::Classifier);
         assert_eq!(header.storage, StorageType::F16);
         assert!(load_linear(&file).is_ok());
+    }
+
+    #[test]
+    fn equal_weights_encode_to_equal_bytes() {
+        let device = Device::flex();
+        let make = || {
+            device.seed(8);
+            let linear = LinearConfig::new(3, 2).init(&device);
+            encode(ModelKind::Classifier, serde_json::json!({}), linear, StorageType::F16).unwrap()
+        };
+        assert_eq!(make(), make(), "parameter ids leaked into the file");
     }
 
     #[test]

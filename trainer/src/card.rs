@@ -23,6 +23,8 @@ pub struct ModelCard {
     pub images: usize,
     /// Batch size.
     pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
     /// Backend used.
     pub backend: String,
     /// Training wall time, in seconds.
@@ -35,6 +37,8 @@ pub struct ModelCard {
     pub weights_sha256: String,
     /// Last epoch's mean losses, by name.
     pub final_losses: Vec<(String, f32)>,
+    /// Test-set metrics after the last epoch, by name.
+    pub test_metrics: Vec<(String, f64)>,
 }
 
 impl ModelCard {
@@ -47,13 +51,20 @@ impl ModelCard {
         let _ = writeln!(text, "| SHA-256 | `{}` |", self.weights_sha256);
         let _ = writeln!(text, "| command | `{}` |", self.command);
         let _ = writeln!(text, "| seed | {} |", self.seed);
-        let _ = writeln!(text, "| epochs | {} of {} images, batch {} |", self.epochs, self.images, self.batch_size);
+        let _ = writeln!(
+            text,
+            "| epochs | {} of {} images, batch {}, learning rate {} |",
+            self.epochs, self.images, self.batch_size, self.learning_rate
+        );
         let _ = writeln!(text, "| backend | {} |", self.backend);
         let _ = writeln!(text, "| wall time | {:.0} s ({:.1} min) |", self.seconds, self.seconds / 60.0);
         let _ = writeln!(text, "| machine | {} |", machine());
         let _ = writeln!(text, "| commit | {} |", commit());
         for (name, value) in &self.final_losses {
             let _ = writeln!(text, "| last epoch mean {name} | {value:.4} |");
+        }
+        for (name, value) in &self.test_metrics {
+            let _ = writeln!(text, "| {name} | {value:.4} |");
         }
         text
     }

@@ -1,19 +1,19 @@
-//! Per-epoch checkpoints of a GAN run: both networks, both optimizers and the epoch count.
+//! Per-epoch checkpoints: every network and optimizer of a run as named files, plus the progress.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
+use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
-use burn::tensor::{Bytes, Device};
+use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::atomic;
-use crate::gan::{Gan, GanTrainingConfig};
 
 /// Progress stored beside the tensors.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CheckpointState {
     /// Number of finished epochs.
     pub epochs_done: u32,
@@ -21,15 +21,17 @@ pub struct CheckpointState {
     pub steps_done: u64,
     /// Training seconds so far, over all sessions of the run.
     pub seconds: f64,
-    /// Mean discriminator and generator losses of the last finished epoch.
+    /// Mean training losses of the last finished epoch, by name.
     #[serde(default)]
-    pub last_losses: Option<(f32, f32)>,
+    pub last_losses: Vec<(String, f32)>,
+    /// Test-set metrics after the last finished epoch, by name.
+    #[serde(default)]
+    pub test_metrics: Vec<(String, f64)>,
+    /// Progress inside an epoch that an interrupt cut short.
+    #[serde(default)]
+    pub epoch_progress: Option<crate::train::EpochProgress>,
 }
 
-const GENERATOR: &str = "generator.bpk";
-const DISCRIMINATOR: &str = "discriminator.bpk";
-const GENERATOR_OPTIMIZER: &str = "generator-optimizer.bpk";
-const DISCRIMINATOR_OPTIMIZER: &str = "discriminator-optimizer.bpk";
 const STATE: &str = "state.json";
 
 /// Returns the checkpoint folder of a run folder.
@@ -45,31 +47,21 @@ fn previous_folder(out: &Path) -> PathBuf {
     out.join("checkpoint.previous")
 }
 
-/// Writes a checkpoint as one unit.
+/// Writes a checkpoint of named files as one unit.
 ///
 /// The files go into `checkpoint.partial/`, which then replaces `checkpoint/` by two renames.
 /// A crash at any point leaves a complete checkpoint in `checkpoint/` or, between the renames, in
 /// `checkpoint.previous/`, and [`load`] looks in both.
-pub fn save(out: &Path, gan: &Gan, state: &CheckpointState) -> Result<()> {
+pub fn save(out: &Path, files: &[(&str, Vec<u8>)], state: &CheckpointState) -> Result<()> {
     let dir = partial_folder(out);
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
     }
     fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
 
-    let record = |module: ModuleRecord| module.into_bytes().context("failed to serialize a network");
-    atomic::write(&dir.join(GENERATOR), &record(gan.generator.clone().into_record())?)?;
-    atomic::write(&dir.join(DISCRIMINATOR), &record(gan.discriminator.clone().into_record())?)?;
-    let optimizer = |bytes: Result<Bytes, _>| {
-        bytes
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .context("failed to serialize an optimizer")
-    };
-    atomic::write(&dir.join(GENERATOR_OPTIMIZER), &optimizer(gan.generator_optimizer.into_bytes())?)?;
-    atomic::write(
-        &dir.join(DISCRIMINATOR_OPTIMIZER),
-        &optimizer(gan.discriminator_optimizer.into_bytes())?,
-    )?;
+    for (name, bytes) in files {
+        atomic::write(&dir.join(name), bytes)?;
+    }
     atomic::write(&dir.join(STATE), &serde_json::to_vec_pretty(state)?)?;
 
     let current = folder(out);
@@ -88,8 +80,15 @@ pub fn save(out: &Path, gan: &Gan, state: &CheckpointState) -> Result<()> {
     Ok(())
 }
 
-/// Loads the checkpoint of the run in `out` onto `device`.
-pub fn load(out: &Path, config: &GanTrainingConfig, device: &Device) -> Result<(Gan, CheckpointState)> {
+/// A checkpoint found on disk.
+pub struct Checkpoint {
+    dir: PathBuf,
+    /// The progress it records.
+    pub state: CheckpointState,
+}
+
+/// Finds the checkpoint of the run in `out` and reads its progress.
+pub fn load(out: &Path) -> Result<Checkpoint> {
     let dir = [folder(out), previous_folder(out)]
         .into_iter()
         .find(|dir| dir.join(STATE).is_file())
@@ -102,40 +101,79 @@ pub fn load(out: &Path, config: &GanTrainingConfig, device: &Device) -> Result<(
     let state_path = dir.join(STATE);
     let state: CheckpointState = serde_json::from_slice(&fs::read(&state_path)?)
         .with_context(|| format!("invalid checkpoint state {}", state_path.display()))?;
+    Ok(Checkpoint { dir, state })
+}
 
-    let read = |name: &str| -> Result<Bytes> {
-        let path = dir.join(name);
+impl Checkpoint {
+    /// Reads one file of the checkpoint.
+    pub fn bytes(&self, name: &str) -> Result<Bytes> {
+        let path = self.dir.join(name);
         let bytes = fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
         Ok(Bytes::from_bytes_vec(bytes))
-    };
-    let record = |name: &str| -> Result<ModuleRecord> {
-        ModuleRecord::from_bytes(read(name)?)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| format!("invalid checkpoint file {name}; delete the checkpoint folder and start again"))
-    };
+    }
 
-    let mut gan = Gan::new(config, device);
-    gan.generator = gan
-        .generator
-        .try_load_record(record(GENERATOR)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("the checkpoint's generator does not match the configured architecture")?;
-    gan.discriminator = gan
-        .discriminator
-        .try_load_record(record(DISCRIMINATOR)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("the checkpoint's discriminator does not match the configured architecture")?;
-    gan.generator_optimizer = config
-        .optimizer()
-        .init()
-        .from_bytes(read(GENERATOR_OPTIMIZER)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("invalid generator optimizer state")?;
-    gan.discriminator_optimizer = config
-        .optimizer()
-        .init()
-        .from_bytes(read(DISCRIMINATOR_OPTIMIZER)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("invalid discriminator optimizer state")?;
-    Ok((gan, state))
+    /// Loads the network stored as `name` into `module`, which must have the same architecture.
+    pub fn module<M: Module>(&self, name: &str, module: M) -> Result<M> {
+        let record = ModuleRecord::from_bytes(self.bytes(name)?)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("invalid checkpoint file {name}; delete the checkpoint folder and start again"))?;
+        module
+            .try_load_record(record)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("the network in {name} does not match the configured architecture"))
+    }
+
+    /// Loads the optimizer state stored as `name` into a fresh `optimizer` of the same kind.
+    pub fn optimizer(&self, name: &str, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
+        optimizer
+            .from_bytes(self.bytes(name)?)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("invalid optimizer state in {name}"))
+    }
+}
+
+/// Serializes a network for [`save`].
+pub fn module_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
+    let bytes = module
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow!("{e}"))
+        .context("failed to serialize a network")?;
+    Ok(bytes.to_vec())
+}
+
+/// Serializes an optimizer's state for [`save`].
+pub fn optimizer_bytes(optimizer: &ModuleOptimizer) -> Result<Vec<u8>> {
+    let bytes = optimizer
+        .into_bytes()
+        .map_err(|e| anyhow!("{e}"))
+        .context("failed to serialize an optimizer")?;
+    Ok(bytes.to_vec())
+}
+
+/// File names of a run with one network and one optimizer.
+const MODEL: &str = "model.bpk";
+const OPTIMIZER: &str = "optimizer.bpk";
+
+/// Restores one network and its optimizer from `resume`, or returns them unchanged with a fresh
+/// state when there is no checkpoint.
+pub fn restore_single<M: Module>(
+    resume: Option<Checkpoint>,
+    model: M,
+    optimizer: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer, CheckpointState)> {
+    match resume {
+        Some(checkpoint) => {
+            let model = checkpoint.module(MODEL, model)?;
+            let optimizer = checkpoint.optimizer(OPTIMIZER, optimizer)?;
+            Ok((model, optimizer, checkpoint.state))
+        }
+        None => Ok((model, optimizer, CheckpointState::default())),
+    }
+}
+
+/// Serializes one network and its optimizer, the counterpart of [`restore_single`].
+pub fn single_files<M: Module>(model: &M, optimizer: &ModuleOptimizer) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(vec![(MODEL, module_bytes(model)?), (OPTIMIZER, optimizer_bytes(optimizer)?)])
 }

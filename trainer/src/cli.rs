@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shared::weights::ModelKind;
 
 /// Default folder for the MNIST files.
 pub const DEFAULT_DATA_DIR: &str = "data/mnist";
@@ -25,6 +26,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Generate a PNG grid of samples from exported weights.
     Sample(SampleArgs),
+    /// Measure an exported model's quality on the MNIST test set.
+    Eval(EvalArgs),
 }
 
 /// Options of `trainer download`.
@@ -49,6 +52,25 @@ pub enum ModelArg {
     Dcgan,
     /// Conditional GAN: generates the digit you ask for.
     Cgan,
+    /// Convolutional autoencoder: reconstructs drawn digits.
+    Autoencoder,
+    /// Variational autoencoder: samples, interpolations and a latent map.
+    Vae,
+    /// Digit classifier: the reference network of the quality metrics.
+    Classifier,
+}
+
+impl ModelArg {
+    /// Returns the model kind of the weights file this model exports.
+    pub fn kind(self) -> ModelKind {
+        match self {
+            ModelArg::Dcgan => ModelKind::Dcgan,
+            ModelArg::Cgan => ModelKind::Cgan,
+            ModelArg::Autoencoder => ModelKind::Autoencoder,
+            ModelArg::Vae => ModelKind::Vae,
+            ModelArg::Classifier => ModelKind::Classifier,
+        }
+    }
 }
 
 /// Compute backends.
@@ -61,6 +83,8 @@ pub enum BackendArg {
 }
 
 /// Options of `trainer train`.
+///
+/// Hyper-parameters come from the model's defaults, then the `--config` file, then these flags.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// The model to train.
@@ -68,21 +92,29 @@ pub struct TrainArgs {
     /// Folder holding the MNIST files (raw or `.gz`).
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// Number of passes over the training set.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub epochs: u32,
-    /// Images per optimisation step.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(2..=65_536))]
-    pub batch_size: u32,
+    /// TOML (`.toml`) or JSON file of hyper-parameters: epochs, batch_size, learning_rate, seed,
+    /// limit, latent_dim. Flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of passes over the training set [default: 10].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: Option<u32>,
+    /// Images per optimisation step [default: 128].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=65_536))]
+    pub batch_size: Option<u32>,
     /// Train on the first N training images only.
     #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
     pub limit: Option<u32>,
-    /// Seed of the weight initialisation, the shuffling and the latent noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Adam learning rate of both networks.
-    #[arg(long, default_value_t = 2e-4)]
-    pub learning_rate: f64,
+    /// Seed of the weight initialisation, the shuffling and the noise [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Adam learning rate [default: 2e-4 for the GANs, 1e-3 for the others].
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Size of the latent space (VAE: 16 by default, 2 for the latent map; GANs: 64) or of the
+    /// autoencoder's code (32).
+    #[arg(long)]
+    pub latent_dim: Option<usize>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
@@ -92,6 +124,9 @@ pub struct TrainArgs {
     /// Continue from the checkpoint in the output folder.
     #[arg(long)]
     pub resume: bool,
+    /// Acts as if Ctrl-C were pressed once this many steps are done, for tests of resuming.
+    #[arg(long, hide = true, value_name = "STEPS")]
+    pub interrupt_after_steps: Option<u64>,
 }
 
 /// Options of `trainer sample`.
@@ -106,7 +141,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Number of digits, drawn in rows of 8. Ignored by `cgan` without `--digit`, which draws
-    /// one row of 8 per digit.
+    /// one row of 8 per digit, and by a 2-D `vae`, which draws its 16×16 latent map.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub count: u32,
     /// Digit 0-9 to generate (cgan only).
@@ -115,6 +150,46 @@ pub struct SampleArgs {
     /// PNG file to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+}
+
+/// Options of `trainer eval`.
+///
+/// Metrics: for `dcgan` and `cgan`, the Fréchet distance between generated digits and the test
+/// set in the reference classifier's hidden-layer features (the 128 ReLU activations before its
+/// output layer), beside the floor (the same distance from training digits), and for `cgan` the
+/// share of digits read as requested. For `autoencoder`, test MSE and cross-entropy; for `vae`,
+/// the negative ELBO and an importance-weighted bound, in nats; for `classifier`, accuracy.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The kind of model in the weights file.
+    pub model: ModelArg,
+    /// Exported weights file.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Folder holding the MNIST files (raw or `.gz`).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Number of digits to generate for the GAN metrics.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(2..=1_000_000))]
+    pub samples: u32,
+    /// Posterior samples per test digit in the VAE's importance-weighted bound.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub k: u32,
+    /// Reference classifier weights for the GAN metrics [default: classifier.bin beside --weights].
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Seed of the latents and the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the metrics into the model card beside the weights (NAME.md) and NAME.metrics.json.
+    #[arg(long)]
+    pub update_card: bool,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,

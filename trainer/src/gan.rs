@@ -1,12 +1,24 @@
 //! Adversarial training of the DCGAN and the conditional GAN: one discriminator step, then one
 //! generator step.
 
+use anyhow::{Context, Result, anyhow};
 use burn::config::Config;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use shared::cgan::{ConditionalDiscriminator, ConditionalDiscriminatorConfig};
-use shared::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig};
+use shared::cgan::{
+    ConditionalDiscriminator, ConditionalDiscriminatorConfig, conditional_inputs, digit_rows, labels_tensor,
+};
+use shared::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, export_generator};
+use shared::grid::{GrayImage, PixelRange, tile};
+use shared::latent::{SeededRng, normal_latents};
+use shared::mnist::Mnist;
+use shared::weights::ModelKind;
+
+use crate::checkpoint::{Checkpoint, CheckpointState, module_bytes, optimizer_bytes};
+use crate::data::matrix;
+use crate::sample::GRID_COLUMNS;
+use crate::train::{Session, TrainBatch, Trainee};
 
 /// Architecture of the discriminator.
 #[derive(Config, Debug)]
@@ -169,6 +181,161 @@ pub fn bce_with_logits(logits: Tensor<1>, target: f32) -> Tensor<1> {
     let cross = logits.clone().mul_scalar(target);
     let softplus = logits.abs().neg().exp().log1p();
     (positive - cross + softplus).mean()
+}
+
+const GENERATOR: &str = "generator.bpk";
+const DISCRIMINATOR: &str = "discriminator.bpk";
+const GENERATOR_OPTIMIZER: &str = "generator-optimizer.bpk";
+const DISCRIMINATOR_OPTIMIZER: &str = "discriminator-optimizer.bpk";
+
+/// Number of digits in the per-epoch sample grid of the DCGAN: 8 rows of 8.
+const SAMPLE_COUNT: usize = 64;
+
+/// Seed offset of the fixed latent batch behind the per-epoch sample grids.
+const SAMPLE_STREAM: u64 = 0x5A3D_1E55;
+
+/// Lowest mean discriminator loss a working GAN can reach: with real targets of 0.9 the loss on
+/// real images is at least the entropy of Bernoulli(0.9), about 0.325 nats.
+const DISCRIMINATOR_FLOOR: f32 = 0.325;
+
+/// A mean discriminator loss this close to [`DISCRIMINATOR_FLOOR`] over a whole epoch means the
+/// discriminator separates every image and the generator gets no useful gradient.
+const COLLAPSE_MARGIN: f32 = 0.01;
+
+/// Trains the DCGAN or, for `--model cgan`, the conditional GAN.
+pub fn run(session: &Session, resume: Option<Checkpoint>) -> Result<()> {
+    let settings = session.settings;
+    let kind = settings.model;
+    let conditional = kind == ModelKind::Cgan;
+    let latent_dim = settings.latent_dim.unwrap_or(64);
+    let (generator, discriminator) = if conditional {
+        let generator = GeneratorConfig::new().with_condition_dim(shared::NUM_CLASSES);
+        (generator, CriticConfig::Conditional(ConditionalDiscriminatorConfig::new()))
+    } else {
+        (GeneratorConfig::new(), CriticConfig::Plain(DiscriminatorConfig::new()))
+    };
+    let config = GanTrainingConfig::new(generator.with_latent_dim(latent_dim), discriminator)
+        .with_batch_size(settings.batch_size)
+        .with_learning_rate(settings.learning_rate);
+
+    let mut gan = Gan::new(&config, &session.training);
+    let state = match resume {
+        Some(checkpoint) => {
+            gan.generator = checkpoint.module(GENERATOR, gan.generator)?;
+            gan.discriminator = checkpoint.module(DISCRIMINATOR, gan.discriminator)?;
+            gan.generator_optimizer = checkpoint.optimizer(GENERATOR_OPTIMIZER, config.optimizer().init())?;
+            gan.discriminator_optimizer = checkpoint.optimizer(DISCRIMINATOR_OPTIMIZER, config.optimizer().init())?;
+            checkpoint.state
+        }
+        None => CheckpointState::default(),
+    };
+
+    let sample_inputs = if conditional {
+        digit_rows(&normal_latents(settings.seed ^ SAMPLE_STREAM, GRID_COLUMNS, latent_dim), latent_dim)
+    } else {
+        normal_latents(settings.seed ^ SAMPLE_STREAM, SAMPLE_COUNT, latent_dim)
+    };
+    let trainee = GanRun {
+        gan,
+        config,
+        kind,
+        sample_inputs,
+    };
+    session.run(trainee, state)
+}
+
+/// A GAN with its training config, as the epoch loop drives it.
+pub struct GanRun {
+    /// The networks and optimizers.
+    pub gan: Gan,
+    /// The hyper-parameters.
+    pub config: GanTrainingConfig,
+    /// DCGAN or conditional GAN.
+    pub kind: ModelKind,
+    /// Fixed generator inputs of the per-epoch grids: 64 latents for the DCGAN, one row per
+    /// digit for the conditional GAN, where column `j` of every row shares latent `j`.
+    pub sample_inputs: Vec<f32>,
+}
+
+impl GanRun {
+    fn input_dim(&self) -> usize {
+        self.config.generator.latent_dim + self.config.generator.condition_dim
+    }
+}
+
+impl Trainee for GanRun {
+    fn pixel_range(&self) -> PixelRange {
+        PixelRange::Symmetric
+    }
+
+    fn loss_names(&self) -> &'static [&'static str] {
+        &["discriminator_loss", "generator_loss"]
+    }
+
+    fn step(mut self, batch: TrainBatch, noise: &mut SeededRng) -> (Self, Vec<f32>) {
+        let count = batch.digits.len();
+        let latent_dim = self.config.generator.latent_dim;
+        let input_dim = self.input_dim();
+        let device = batch.images.device();
+        let conditional = self.kind == ModelKind::Cgan;
+
+        let inputs = [0, 1].map(|_| {
+            let latents: Vec<f32> = (0..count * latent_dim).map(|_| noise.next_normal() as f32).collect();
+            let rows = if conditional {
+                conditional_inputs(&latents, latent_dim, &batch.digits).expect("MNIST labels are checked to be digits")
+            } else {
+                latents
+            };
+            matrix(rows, count, input_dim, &device)
+        });
+        let labels = conditional.then(|| labels_tensor(&batch.digits, &device).expect("MNIST labels are checked to be digits"));
+
+        let losses;
+        (self.gan, losses) = self.gan.step(&self.config, batch.images, labels, inputs);
+        (self, vec![losses.discriminator, losses.generator])
+    }
+
+    fn diagnose(&self, mean_losses: &[f32]) -> Option<String> {
+        let discriminator = mean_losses[0];
+        (discriminator < DISCRIMINATOR_FLOOR + COLLAPSE_MARGIN).then(|| {
+            format!(
+                "the discriminator loss averaged {discriminator:.4} over the epoch, at its floor of \
+                 {DISCRIMINATOR_FLOOR}: the discriminator rejects every generated digit, so the \
+                 generator no longer learns"
+            )
+        })
+    }
+
+    fn samples(&self, _test: &Mnist, device: &Device) -> Result<GrayImage> {
+        let generator = self.gan.generator.valid().to_device(device);
+        let input_dim = self.input_dim();
+        let input = matrix(self.sample_inputs.clone(), self.sample_inputs.len() / input_dim, input_dim, device);
+        let values = generator
+            .forward(input)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow!("{e:?}"))
+            .context("failed to read the sample images")?;
+        Ok(tile(&values, PixelRange::Symmetric, GRID_COLUMNS, 2))
+    }
+
+    fn checkpoint_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        Ok(vec![
+            (GENERATOR, module_bytes(&self.gan.generator)?),
+            (DISCRIMINATOR, module_bytes(&self.gan.discriminator)?),
+            (GENERATOR_OPTIMIZER, optimizer_bytes(&self.gan.generator_optimizer)?),
+            (DISCRIMINATOR_OPTIMIZER, optimizer_bytes(&self.gan.discriminator_optimizer)?),
+        ])
+    }
+
+    fn export(&self) -> Result<(String, Vec<u8>)> {
+        let bytes = export_generator(self.kind, &self.config.generator, &self.gan.generator).context("export failed")?;
+        Ok((format!("{}.bin", self.kind), bytes))
+    }
+
+    fn config(&self) -> serde_json::Value {
+        serde_json::to_value(&self.config).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,22 @@
 //! The `trainer` command: download MNIST, train the models, export and sample their weights.
 
 pub mod atomic;
+pub mod autoencoding;
 pub mod card;
 pub mod checkpoint;
+pub mod classify;
 pub mod cli;
 pub mod data;
 pub mod device;
 pub mod download;
+pub mod eval;
 pub mod gan;
 pub mod logging;
+pub mod metrics;
 pub mod png;
+pub mod report;
 pub mod sample;
+pub mod settings;
 pub mod train;
 
 use anyhow::Result;
@@ -30,5 +36,6 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Train(args) => train::train(&args),
         Command::Sample(args) => sample::sample(&args),
+        Command::Eval(args) => eval::eval(&args),
     }
 }

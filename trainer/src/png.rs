@@ -23,3 +23,15 @@ pub fn encode(picture: &GrayImage) -> Result<Vec<u8>> {
 pub fn write(path: &Path, picture: &GrayImage) -> Result<()> {
     atomic::write(path, &encode(picture)?)
 }
+
+/// Reads a grayscale PNG, converting other color types to 8-bit gray.
+pub fn read(path: &Path) -> Result<GrayImage> {
+    let picture = image::open(path)
+        .with_context(|| format!("failed to read the image {}", path.display()))?
+        .into_luma8();
+    Ok(GrayImage {
+        width: picture.width() as usize,
+        height: picture.height() as usize,
+        pixels: picture.into_raw(),
+    })
+}

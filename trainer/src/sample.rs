@@ -1,6 +1,8 @@
 //! `trainer sample`: a PNG grid of digits from an exported weights file.
 
 use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::Device;
+use shared::vae::{latent_map, load_vae};
 use shared::cgan::{conditional_inputs, digit_rows};
 use shared::dcgan::load_generator;
 use shared::grid::{PixelRange, tile};
@@ -23,6 +25,10 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     let kind = match args.model {
         ModelArg::Dcgan => ModelKind::Dcgan,
         ModelArg::Cgan => ModelKind::Cgan,
+        ModelArg::Vae => return sample_vae(args, &file, &device),
+        ModelArg::Autoencoder | ModelArg::Classifier => {
+            bail!("`trainer sample` draws from the generative models dcgan, cgan and vae; use `trainer eval` for the {}", args.model.kind())
+        }
     };
     if kind == ModelKind::Dcgan && args.digit.is_some() {
         bail!("--digit needs a conditional model: the dcgan generates digits at random; use `trainer sample cgan`");
@@ -57,3 +63,27 @@ pub fn sample(args: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
+
+/// Writes VAE samples: decoded prior samples, or for a 2-D latent space the latent map.
+fn sample_vae(args: &SampleArgs, file: &[u8], device: &Device) -> Result<()> {
+    if args.digit.is_some() {
+        bail!("--digit needs the conditional GAN; the VAE draws digits at random");
+    }
+    let (config, vae) = load_vae(file, device).with_context(|| format!("failed to load {}", args.weights.display()))?;
+    let latent_dim = config.latent_dim;
+    let (latents, columns) = if latent_dim == 2 {
+        (latent_map(MAP_SIDE), MAP_SIDE)
+    } else {
+        (normal_latents(args.seed, args.count as usize, latent_dim), GRID_COLUMNS)
+    };
+    let count = latents.len() / latent_dim;
+    let images = vae.decode(matrix(latents, count, latent_dim, device));
+    let values = images.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+
+    png::write(&args.out, &tile(&values, PixelRange::Unit, columns, 2))?;
+    tracing::info!(out = %args.out.display(), count, "samples written");
+    Ok(())
+}
+
+/// Side of the latent map drawn for a 2-D VAE.
+const MAP_SIDE: usize = 16;

@@ -1,259 +1,381 @@
-//! `trainer train`: the epoch loop with progress, per-epoch samples, losses, checkpoints and the
-//! final export.
+//! `trainer train`: the epoch loop shared by every model, with progress, per-epoch samples and
+//! test metrics, interruptible checkpoints and the final export.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use shared::cgan::{ConditionalDiscriminatorConfig, conditional_inputs, digit_rows, labels_tensor};
-use shared::dcgan::{DiscriminatorConfig, GeneratorConfig, export_generator};
-use shared::grid::{PixelRange, tile};
-use shared::latent::{SeededRng, normal_latents};
+use shared::grid::{GrayImage, PixelRange};
+use shared::latent::SeededRng;
 use shared::mnist::{Mnist, Split};
-use shared::weights::{ModelKind, sha256_hex};
-use tracing::info;
+use shared::weights::sha256_hex;
+use tracing::{info, warn};
 
 use crate::card::ModelCard;
 use crate::checkpoint::{self, CheckpointState};
-use crate::cli::{BackendArg, ModelArg, TrainArgs};
-use crate::data::{batches, epoch_order, images_tensor, matrix};
-use crate::gan::{CriticConfig, Gan, GanTrainingConfig, StepLosses};
-use crate::sample::GRID_COLUMNS;
-use crate::{atomic, device, png};
+use crate::cli::{BackendArg, TrainArgs};
+use crate::data::{batches, epoch_order, images_tensor};
+use crate::settings::Settings;
+use crate::{atomic, device, png, report};
 
-/// Number of digits in the per-epoch sample grid of the DCGAN: 8 rows of 8.
-const SAMPLE_COUNT: usize = 64;
+/// One batch of training images with their labels.
+pub struct TrainBatch {
+    /// `[batch, 1, 28, 28]` images in the model's [`Trainee::pixel_range`].
+    pub images: Tensor<4>,
+    /// The digit of each image.
+    pub digits: Vec<u32>,
+}
 
-/// Seed offset of the fixed latent batch behind the per-epoch sample grids.
-const SAMPLE_STREAM: u64 = 0x5A3D_1E55;
+/// A model being trained: what the epoch loop needs from each kind.
+pub trait Trainee: Sized {
+    /// Range the training images are scaled to.
+    fn pixel_range(&self) -> PixelRange;
+
+    /// Names of the losses [`Trainee::step`] returns, in order.
+    fn loss_names(&self) -> &'static [&'static str];
+
+    /// Runs one optimisation step and returns the losses. `noise` is the run's random stream,
+    /// saved in checkpoints, so a resumed run draws the same numbers.
+    fn step(self, batch: TrainBatch, noise: &mut SeededRng) -> (Self, Vec<f32>);
+
+    /// Checks the mean losses of a finished epoch and returns why training must stop, if it must.
+    fn diagnose(&self, _mean_losses: &[f32]) -> Option<String> {
+        None
+    }
+
+    /// Computes test-set metrics after an epoch, by name.
+    fn evaluate(&self, _test: &Mnist, _device: &Device) -> Result<Vec<(String, f64)>> {
+        Ok(Vec::new())
+    }
+
+    /// Draws the per-epoch sample grid.
+    fn samples(&self, test: &Mnist, device: &Device) -> Result<GrayImage>;
+
+    /// Serializes the networks and optimizers for a checkpoint.
+    fn checkpoint_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>>;
+
+    /// Serializes the inference weights; returns the file name and bytes.
+    fn export(&self) -> Result<(String, Vec<u8>)>;
+
+    /// Returns the architecture and optimiser config, saved in `config.json`.
+    fn config(&self) -> serde_json::Value;
+}
 
 /// Runs `trainer train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
-    match args.model {
-        ModelArg::Dcgan => train_gan(args, ModelKind::Dcgan),
-        ModelArg::Cgan => train_gan(args, ModelKind::Cgan),
-    }
-}
-
-fn train_gan(args: &TrainArgs, kind: ModelKind) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| Path::new("runs").join(kind.name()));
-    let mut mnist = Mnist::load(&args.data_dir, Split::Train).with_context(|| {
-        format!(
-            "failed to load the MNIST training set from {}; run `trainer download --data-dir {}` first",
-            args.data_dir.display(),
-            args.data_dir.display()
-        )
-    })?;
-    if let Some(limit) = args.limit {
-        mnist.truncate(limit as usize);
-    }
-    let batch_size = args.batch_size as usize;
-    if mnist.len() < 2 {
-        bail!("the training set has {} images; at least 2 are needed", mnist.len());
-    }
-
-    let conditional = kind == ModelKind::Cgan;
-    let (generator, discriminator) = if conditional {
-        let generator = GeneratorConfig::new().with_condition_dim(shared::NUM_CLASSES);
-        (generator, CriticConfig::Conditional(ConditionalDiscriminatorConfig::new()))
-    } else {
-        (GeneratorConfig::new(), CriticConfig::Plain(DiscriminatorConfig::new()))
-    };
-    let config = GanTrainingConfig::new(generator, discriminator)
-        .with_batch_size(batch_size)
-        .with_learning_rate(args.learning_rate);
-    if !(args.learning_rate.is_finite() && args.learning_rate > 0.0) {
-        bail!("invalid --learning-rate {}: expected a positive number", args.learning_rate);
-    }
-
+    let settings = Settings::resolve(args)?;
+    let out = args.out.clone().unwrap_or_else(|| Path::new("runs").join(settings.model.name()));
     fs::create_dir_all(out.join("samples"))
         .with_context(|| format!("failed to create the output folder {}", out.display()))?;
+
     let inference = device::device(args.backend)?;
     let training = inference.clone().autodiff();
-    training.seed(args.seed);
-
-    let (mut gan, mut state) = if args.resume {
-        let (gan, state) = checkpoint::load(&out, &config, &training)?;
-        info!(epochs_done = state.epochs_done, "resuming from the checkpoint");
-        (gan, state)
+    training.seed(settings.seed);
+    let resume = if args.resume {
+        let found = checkpoint::load(&out)?;
+        info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
+        Some(found)
     } else {
-        let state = CheckpointState {
-            epochs_done: 0,
-            steps_done: 0,
-            seconds: 0.0,
-            last_losses: None,
-        };
-        (Gan::new(&config, &training), state)
+        None
     };
-    atomic::write(&out.join("config.json"), config.to_string().as_bytes())?;
 
-    let losses_path = out.join("losses.csv");
-    if !args.resume || !losses_path.is_file() {
-        atomic::write(&losses_path, b"epoch,step,discriminator_loss,generator_loss\n")?;
-    }
+    let session = Session {
+        args,
+        settings: &settings,
+        out: &out,
+        inference,
+        training,
+    };
+    settings.dispatch(&session, resume)
+}
 
-    let latent_dim = config.generator.latent_dim;
-    let input_dim = latent_dim + config.generator.condition_dim;
-    let sample_inputs = sample_inputs(args.seed, latent_dim, conditional);
-    info!(
-        images = mnist.len(),
-        batch_size,
-        epochs = args.epochs,
-        backend = ?args.backend,
-        out = %out.display(),
-        "training {kind}"
-    );
+/// Everything the epoch loop needs besides the model.
+pub struct Session<'a> {
+    /// The command line.
+    pub args: &'a TrainArgs,
+    /// The effective hyper-parameters.
+    pub settings: &'a Settings,
+    /// The run folder.
+    pub out: &'a Path,
+    /// Device for samples and evaluation.
+    pub inference: Device,
+    /// The same device with autodiff, for training.
+    pub training: Device,
+}
 
-    for epoch in state.epochs_done..args.epochs {
-        let started = Instant::now();
-        let order = epoch_order(mnist.len(), args.seed, epoch);
-        let steps = order.len().div_ceil(batch_size);
-        let progress = progress_bar(steps as u64, epoch + 1, args.epochs);
-        let mut noise = SeededRng::new(args.seed.wrapping_add(u64::from(epoch) << 32));
-        let mut rows = String::new();
-        let (mut sum_d, mut sum_g, mut count, mut images) = (0.0f64, 0.0f64, 0usize, 0usize);
+impl Session<'_> {
+    /// Trains `trainee` for the configured epochs from `state`, then exports it.
+    pub fn run<T: Trainee>(&self, mut trainee: T, mut state: CheckpointState) -> Result<()> {
+        let settings = self.settings;
+        let data = load_data(&self.args.data_dir, settings.limit)?;
+        let config_json = settings.to_json(trainee.config())?;
+        atomic::write(&self.out.join("config.json"), config_json.as_bytes())?;
 
-        for batch in batches(&order, batch_size) {
-            let real = images_tensor(&mnist, batch, PixelRange::Symmetric, &training);
-            let digits: Vec<u32> = batch.iter().map(|&i| u32::from(mnist.labels[i as usize])).collect();
-            let inputs = [0, 1].map(|_| {
-                let latents: Vec<f32> = (0..batch.len() * latent_dim).map(|_| noise.next_normal() as f32).collect();
-                let rows = if conditional {
-                    conditional_inputs(&latents, latent_dim, &digits).expect("MNIST labels are checked to be digits")
-                } else {
-                    latents
-                };
-                matrix(rows, batch.len(), input_dim, &training)
-            });
-            let labels = conditional.then(|| labels_tensor(&digits, &training).expect("MNIST labels are checked to be digits"));
-
-            let losses: StepLosses;
-            (gan, losses) = gan.step(&config, real, labels, inputs);
-            check_finite(&losses, epoch, &out)?;
-
-            state.steps_done += 1;
-            sum_d += f64::from(losses.discriminator);
-            sum_g += f64::from(losses.generator);
-            count += 1;
-            images += batch.len();
-            let _ = writeln!(rows, "{},{},{},{}", epoch + 1, state.steps_done, losses.discriminator, losses.generator);
-
-            let rate = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            progress.set_message(format!(
-                "{rate:.0} img/s  D {:.3}  G {:.3}",
-                losses.discriminator, losses.generator
-            ));
-            progress.inc(1);
+        let losses_path = self.out.join("losses.csv");
+        if state.steps_done == 0 || !losses_path.is_file() {
+            let header = format!("epoch,step,{}\n", trainee.loss_names().join(","));
+            atomic::write(&losses_path, header.as_bytes())?;
         }
-        progress.finish_and_clear();
-
-        let seconds = started.elapsed().as_secs_f64();
-        state.seconds += seconds;
-        state.epochs_done = epoch + 1;
-        let last_means = ((sum_d / count as f64) as f32, (sum_g / count as f64) as f32);
-        state.last_losses = Some(last_means);
-
-        append(&losses_path, rows.as_bytes())?;
-        let samples = render_samples(&gan, &sample_inputs, input_dim, &inference)?;
-        png::write(&out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
-        checkpoint::save(&out, &gan, &state)?;
+        let interrupted = interrupt_flag();
         info!(
-            epoch = epoch + 1,
-            discriminator_loss = last_means.0,
-            generator_loss = last_means.1,
-            images_per_second = (images as f64 / seconds).round(),
-            seconds = seconds.round(),
-            "epoch finished"
+            images = data.train.len(),
+            test_images = data.test.len(),
+            batch_size = settings.batch_size,
+            epochs = settings.epochs,
+            backend = ?self.args.backend,
+            out = %self.out.display(),
+            "training {}",
+            settings.model
         );
+
+        for epoch in state.epochs_done..settings.epochs {
+            let order = epoch_order(data.train.len(), settings.seed, epoch);
+            let all: Vec<&[u32]> = batches(&order, settings.batch_size).collect();
+            let resumed = state.epoch_progress.take().filter(|p| p.epoch == epoch);
+            let mut progress = resumed.unwrap_or_else(|| EpochProgress::new(epoch, settings.seed, trainee.loss_names().len()));
+            let bar = progress_bar(all.len() as u64, epoch + 1, settings.epochs);
+            bar.set_position(progress.batches_done as u64);
+            let started = Instant::now();
+            let mut images = 0usize;
+            let mut rows = String::new();
+            let mut noise = progress.noise.clone();
+
+            for batch in &all[progress.batches_done..] {
+                let digits = batch.iter().map(|&i| u32::from(data.train.labels[i as usize])).collect();
+                let images_tensor = images_tensor(&data.train, batch, trainee.pixel_range(), &self.training);
+                let losses;
+                (trainee, losses) = trainee.step(TrainBatch { images: images_tensor, digits }, &mut noise);
+                check_finite(trainee.loss_names(), &losses, epoch, self.out)?;
+
+                state.steps_done += 1;
+                progress.batches_done += 1;
+                progress.add(&losses);
+                images += batch.len();
+                let values: Vec<String> = losses.iter().map(f32::to_string).collect();
+                let _ = writeln!(rows, "{},{},{}", epoch + 1, state.steps_done, values.join(","));
+
+                let rate = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("{rate:.0} img/s  {}", format_losses(trainee.loss_names(), &losses)));
+                bar.inc(1);
+
+                if self.args.interrupt_after_steps == Some(state.steps_done) {
+                    interrupted.store(true, Ordering::SeqCst);
+                }
+                if interrupted.load(Ordering::SeqCst) && progress.batches_done < all.len() {
+                    bar.finish_and_clear();
+                    progress.noise = noise;
+                    state.seconds += started.elapsed().as_secs_f64();
+                    state.epoch_progress = Some(progress);
+                    append(&losses_path, rows.as_bytes())?;
+                    checkpoint::save(self.out, &trainee.checkpoint_files()?, &state)?;
+                    bail!(
+                        "interrupted in epoch {}; the checkpoint in {} holds every finished step, \
+                         continue with the same command and --resume",
+                        epoch + 1,
+                        checkpoint::folder(self.out).display()
+                    );
+                }
+            }
+            bar.finish_and_clear();
+
+            let seconds = started.elapsed().as_secs_f64();
+            state.seconds += seconds;
+            state.epochs_done = epoch + 1;
+            let means = progress.means();
+            state.last_losses = trainee.loss_names().iter().map(|n| n.to_string()).zip(means.iter().copied()).collect();
+            append(&losses_path, rows.as_bytes())?;
+
+            state.test_metrics = trainee.evaluate(&data.test, &self.inference)?;
+            let samples = trainee.samples(&data.test, &self.inference)?;
+            png::write(&self.out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
+            checkpoint::save(self.out, &trainee.checkpoint_files()?, &state)?;
+            report::append_epoch(self.out, epoch + 1, &state.last_losses, &state.test_metrics)?;
+            info!(
+                epoch = epoch + 1,
+                losses = %format_losses(trainee.loss_names(), &means),
+                test = %format_metrics(&state.test_metrics),
+                images_per_second = (images as f64 / seconds).round(),
+                seconds = seconds.round(),
+                "epoch finished"
+            );
+
+            if let Some(reason) = trainee.diagnose(&means) {
+                bail!(
+                    "training stopped after epoch {}: {reason}. The checkpoint in {} holds this epoch; \
+                     resume it with --resume and a lower --learning-rate (for example half of {})",
+                    epoch + 1,
+                    checkpoint::folder(self.out).display(),
+                    settings.learning_rate
+                );
+            }
+            if interrupted.load(Ordering::SeqCst) && epoch + 1 < settings.epochs {
+                bail!(
+                    "interrupted after epoch {}; continue with the same command and --resume",
+                    epoch + 1
+                );
+            }
+        }
+
+        report::finish(self.out)?;
+        self.export(&trainee, &state, &data.train, &config_json)
     }
 
-    export(args, &out, kind, &config, &gan, &mnist, &state)
+    fn export<T: Trainee>(&self, trainee: &T, state: &CheckpointState, train: &Mnist, config_json: &str) -> Result<()> {
+        let (file_name, bytes) = trainee.export()?;
+        let path = self.out.join(&file_name);
+        atomic::write(&path, &bytes)?;
+        let stem = file_name.trim_end_matches(".bin");
+        atomic::write(&self.out.join(format!("{stem}.config.json")), config_json.as_bytes())?;
+
+        let card = ModelCard {
+            kind: self.settings.model.to_string(),
+            command: command_line(),
+            seed: self.settings.seed,
+            epochs: state.epochs_done,
+            images: train.len(),
+            batch_size: self.settings.batch_size,
+            learning_rate: self.settings.learning_rate,
+            backend: match self.args.backend {
+                BackendArg::Cpu => "cpu (burn-flex)".to_string(),
+                BackendArg::Wgpu => "wgpu".to_string(),
+            },
+            seconds: state.seconds,
+            weights_file: file_name.clone(),
+            weights_bytes: bytes.len(),
+            weights_sha256: sha256_hex(&bytes),
+            final_losses: state.last_losses.clone(),
+            test_metrics: state.test_metrics.clone(),
+        };
+        card.write(&self.out.join(format!("{stem}.md")))?;
+        info!(weights = %path.display(), bytes = bytes.len(), "exported");
+        Ok(())
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export(
-    args: &TrainArgs,
-    out: &Path,
-    kind: ModelKind,
-    config: &GanTrainingConfig,
-    gan: &Gan,
-    mnist: &Mnist,
-    state: &CheckpointState,
-) -> Result<()> {
-    let bytes = export_generator(kind, &config.generator, &gan.generator).context("export failed")?;
-    let file_name = format!("{kind}.bin");
-    let path = out.join(&file_name);
-    atomic::write(&path, &bytes)?;
+/// Progress inside an unfinished epoch, saved when a run is interrupted mid-epoch.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    /// The epoch, counted from 0.
+    pub epoch: u32,
+    /// Batches of the epoch already trained on.
+    pub batches_done: usize,
+    /// The noise generator after those batches.
+    pub noise: SeededRng,
+    /// Sum of each loss over those batches.
+    pub loss_sums: Vec<f64>,
+}
 
-    let card = ModelCard {
-        kind: kind.to_string(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        seed: args.seed,
-        epochs: state.epochs_done,
-        images: mnist.len(),
-        batch_size: config.batch_size,
-        backend: match args.backend {
-            BackendArg::Cpu => "cpu (burn-flex)".to_string(),
-            BackendArg::Wgpu => "wgpu".to_string(),
-        },
-        seconds: state.seconds,
-        weights_file: file_name,
-        weights_bytes: bytes.len(),
-        weights_sha256: sha256_hex(&bytes),
-        final_losses: state
-            .last_losses
-            .map(|(discriminator, generator)| {
-                vec![
-                    ("discriminator loss".to_string(), discriminator),
-                    ("generator loss".to_string(), generator),
-                ]
-            })
-            .unwrap_or_default(),
+impl EpochProgress {
+    fn new(epoch: u32, seed: u64, losses: usize) -> Self {
+        Self {
+            epoch,
+            batches_done: 0,
+            noise: SeededRng::new(seed.wrapping_add(u64::from(epoch) << 32)),
+            loss_sums: vec![0.0; losses],
+        }
+    }
+
+    fn add(&mut self, losses: &[f32]) {
+        for (sum, &loss) in self.loss_sums.iter_mut().zip(losses) {
+            *sum += f64::from(loss);
+        }
+    }
+
+    fn means(&self) -> Vec<f32> {
+        let count = self.batches_done.max(1) as f64;
+        self.loss_sums.iter().map(|sum| (sum / count) as f32).collect()
+    }
+}
+
+/// The training and test sets.
+pub struct Data {
+    /// Training images, truncated to `--limit`.
+    pub train: Mnist,
+    /// Test images.
+    pub test: Mnist,
+}
+
+fn load_data(dir: &Path, limit: Option<usize>) -> Result<Data> {
+    let load = |split: Split| {
+        let name = match split {
+            Split::Train => "training",
+            Split::Test => "test",
+        };
+        Mnist::load(dir, split).with_context(|| {
+            format!(
+                "failed to load the MNIST {name} set from {}; run `trainer download --data-dir {}` first",
+                dir.display(),
+                dir.display()
+            )
+        })
     };
-    card.write(&out.join(format!("{kind}.md")))?;
-    info!(weights = %path.display(), bytes = bytes.len(), "exported");
-    Ok(())
-}
-
-/// Returns the fixed generator inputs of the per-epoch grids: 64 latents for the DCGAN, and for
-/// the conditional GAN one row per digit, where column `j` of every row shares latent `j`.
-fn sample_inputs(seed: u64, latent_dim: usize, conditional: bool) -> Vec<f32> {
-    if conditional {
-        digit_rows(&normal_latents(seed ^ SAMPLE_STREAM, GRID_COLUMNS, latent_dim), latent_dim)
-    } else {
-        normal_latents(seed ^ SAMPLE_STREAM, SAMPLE_COUNT, latent_dim)
+    let mut train = load(Split::Train)?;
+    if let Some(limit) = limit {
+        train.truncate(limit);
     }
+    if train.len() < 2 {
+        bail!("the training set has {} images; at least 2 are needed", train.len());
+    }
+    let test = load(Split::Test)?;
+    Ok(Data { train, test })
 }
 
-fn render_samples(gan: &Gan, inputs: &[f32], input_dim: usize, device: &Device) -> Result<shared::grid::GrayImage> {
-    let generator = gan.generator.valid();
-    let input = matrix(inputs.to_vec(), inputs.len() / input_dim, input_dim, device);
-    let values = generator
-        .forward(input)
-        .into_data()
-        .try_to_vec::<f32>()
-        .context("failed to read the sample images")?;
-    Ok(tile(&values, PixelRange::Symmetric, GRID_COLUMNS, 2))
+/// Returns a flag that turns true on Ctrl-C (SIGINT) or SIGTERM. The first signal asks the loop
+/// to checkpoint and stop; a second one ends the process at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        let result = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                eprintln!("interrupted twice; exiting without a checkpoint");
+                std::process::exit(130);
+            }
+            eprintln!("interrupt received; writing a checkpoint after the current step (press Ctrl-C again to exit now)");
+        });
+        if let Err(error) = result {
+            warn!(%error, "could not install the Ctrl-C handler; an interrupt will lose the current epoch");
+        }
+        flag
+    })
+    .clone()
 }
 
-fn check_finite(losses: &StepLosses, epoch: u32, out: &Path) -> Result<()> {
-    if losses.discriminator.is_finite() && losses.generator.is_finite() {
+fn check_finite(names: &[&str], losses: &[f32], epoch: u32, out: &Path) -> Result<()> {
+    if losses.iter().all(|loss| loss.is_finite()) {
         return Ok(());
     }
     bail!(
-        "training diverged in epoch {}: discriminator loss {}, generator loss {}. \
-         The checkpoint in {} holds the last finished epoch; resume it with \
-         `--resume --learning-rate` set lower (for example half the current rate)",
+        "training diverged in epoch {}: {}. The checkpoint in {} holds the last finished epoch; \
+         resume it with `--resume --learning-rate` set lower (for example half the current rate)",
         epoch + 1,
-        losses.discriminator,
-        losses.generator,
+        format_losses(names, losses),
         checkpoint::folder(out).display()
     )
+}
+
+fn format_losses(names: &[&str], losses: &[f32]) -> String {
+    names
+        .iter()
+        .zip(losses)
+        .map(|(name, loss)| format!("{name} {loss:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+fn format_metrics(metrics: &[(String, f64)]) -> String {
+    metrics
+        .iter()
+        .map(|(name, value)| format!("{name} {value:.4}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn progress_bar(steps: u64, epoch: u32, epochs: u32) -> ProgressBar {
@@ -266,11 +388,20 @@ fn progress_bar(steps: u64, epoch: u32, epochs: u32) -> ProgressBar {
     progress
 }
 
-fn append(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Appends `bytes` to the file at `path`.
+pub fn append(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut file = fs::OpenOptions::new()
         .append(true)
         .open(path)
         .with_context(|| format!("failed to open {}", path.display()))?;
     file.write_all(bytes).with_context(|| format!("failed to append to {}", path.display()))
+}
+
+/// Returns the command line as a user would type it, with `trainer` in place of the binary path.
+fn command_line() -> String {
+    std::iter::once("trainer".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
