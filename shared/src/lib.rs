@@ -11,6 +11,7 @@ pub mod dcgan;
 pub mod fold;
 pub mod grid;
 pub mod latent;
+pub mod manifest;
 pub mod mnist;
 pub mod preprocess;
 pub mod vae;

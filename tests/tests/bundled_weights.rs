@@ -1,7 +1,7 @@
 //! The weights bundled with the page load, produce varied digits, and agree across backends.
 
 use burn::tensor::Device;
-use integration_tests::{bundled, generate, wgpu_device};
+use integration_tests::{bundled, generate, root, wgpu_device};
 use shared::dcgan::load_generator;
 use shared::weights::{ModelKind, sha256_hex};
 use shared::IMAGE_PIXELS;
@@ -90,4 +90,25 @@ fn bundled_cgan_card_names_the_weights_digest() {
     let weights = bundled("cgan.bin");
     let card = String::from_utf8(bundled("cgan.md")).unwrap();
     assert!(card.contains(&sha256_hex(&weights)), "the model card does not match cgan.bin");
+}
+
+#[test]
+fn manifest_matches_bundled_files() {
+    let manifest = shared::manifest::Manifest::parse(&bundled("manifest.json")).unwrap();
+    for entry in &manifest.models {
+        let bytes = bundled(&entry.file);
+        assert!(
+            entry.verify(&bytes).is_ok(),
+            "{} changed since the manifest was written; run `trainer manifest`",
+            entry.file
+        );
+    }
+
+    let listed: Vec<&str> = manifest.models.iter().map(|entry| entry.file.as_str()).collect();
+    for file in std::fs::read_dir(root().join("web/weights")).unwrap() {
+        let name = file.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".bin") {
+            assert!(listed.contains(&name.as_str()), "{name} is missing from manifest.json; run `trainer manifest`");
+        }
+    }
 }

@@ -28,6 +28,11 @@ pub enum Command {
     Sample(SampleArgs),
     /// Measure an exported model's quality on the MNIST test set.
     Eval(EvalArgs),
+    /// Write a static site: the built page, content-hashed weights, their manifest and a
+    /// Content-Security-Policy.
+    Publish(PublishArgs),
+    /// Write manifest.json into a weights folder, listing its files under their own names.
+    Manifest(ManifestArgs),
 }
 
 /// Options of `trainer download`.
@@ -193,4 +198,27 @@ pub struct EvalArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
+}
+
+/// Options of `trainer publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The page built by `trunk build --release`.
+    #[arg(long, default_value = "dist")]
+    pub page: PathBuf,
+    /// Folder of weights files (`*.bin`) with their cards (`NAME.md`) and metrics
+    /// (`NAME.metrics.json`).
+    #[arg(long, default_value = "web/weights")]
+    pub weights_dir: PathBuf,
+    /// Folder to write the site into; an existing one is replaced whole.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Options of `trainer manifest`.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// Folder of weights files (`*.bin`) to list.
+    #[arg(long, default_value = "web/weights")]
+    pub weights_dir: PathBuf,
 }

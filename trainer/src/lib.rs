@@ -14,6 +14,7 @@ pub mod gan;
 pub mod logging;
 pub mod metrics;
 pub mod png;
+pub mod publish;
 pub mod report;
 pub mod sample;
 pub mod settings;
@@ -37,5 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::train(&args),
         Command::Sample(args) => sample::sample(&args),
         Command::Eval(args) => eval::eval(&args),
+        Command::Publish(args) => publish::publish(&args),
+        Command::Manifest(args) => publish::manifest(&args),
     }
 }
