@@ -167,25 +167,7 @@ fn evaluate_gan(
 ) -> Result<()> {
     let samples = args.samples as usize;
     let conditional = generator.condition_dim() > 0;
-    let latent_dim = generator.latent_dim();
-    let digits: Vec<u32> = (0..samples).map(|i| (i % NUM_CLASSES) as u32).collect();
-
-    let mut generated_features = Vec::new();
-    let mut predictions = Vec::new();
-    for start in (0..samples).step_by(EVAL_BATCH) {
-        let count = EVAL_BATCH.min(samples - start);
-        let latents = normal_latents(args.seed.wrapping_add(start as u64), count, latent_dim);
-        let rows = if conditional {
-            conditional_inputs(&latents, latent_dim, &digits[start..start + count]).map_err(|e| anyhow!("{e}"))?
-        } else {
-            latents
-        };
-        let input_dim = latent_dim + generator.condition_dim();
-        // The generator draws in [-1, 1]; the classifier reads [0, 1].
-        let images = generator.forward(matrix(rows, count, input_dim, device)).add_scalar(1.0).mul_scalar(0.5);
-        generated_features.extend(read(classifier.features(images.clone()))?);
-        predictions.extend(argmax_rows(&read(classifier.forward(images))?, NUM_CLASSES));
-    }
+    let (generated_features, predictions) = generated_features(generator, classifier, samples, args.seed, device)?;
 
     let test_features = features_of(classifier, test, test.len(), device)?;
     let train = load_split(&args.data_dir, Split::Train)?;
@@ -204,6 +186,7 @@ fn evaluate_gan(
     evaluation.push("frechet_ratio", distance / floor.max(f64::MIN_POSITIVE), "distance divided by the floor");
 
     if conditional {
+        let digits = requested_digits(samples);
         let mut correct = [0usize; NUM_CLASSES];
         let mut total = [0usize; NUM_CLASSES];
         for (&digit, &predicted) in digits.iter().zip(&predictions) {
@@ -220,8 +203,46 @@ fn evaluate_gan(
     Ok(())
 }
 
+/// Generates `samples` digits from the latents of `seed`, the digits 0-9 in turn for a
+/// conditional generator, and returns the classifier's hidden features of them and its
+/// predicted digits.
+pub fn generated_features(
+    generator: &Generator,
+    classifier: &Classifier,
+    samples: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let conditional = generator.condition_dim() > 0;
+    let latent_dim = generator.latent_dim();
+    let input_dim = latent_dim + generator.condition_dim();
+    let digits = requested_digits(samples);
+    let mut features = Vec::new();
+    let mut predictions = Vec::new();
+
+    for start in (0..samples).step_by(EVAL_BATCH) {
+        let count = EVAL_BATCH.min(samples - start);
+        let latents = normal_latents(seed.wrapping_add(start as u64), count, latent_dim);
+        let rows = if conditional {
+            conditional_inputs(&latents, latent_dim, &digits[start..start + count]).map_err(|e| anyhow!("{e}"))?
+        } else {
+            latents
+        };
+        // The generator draws in [-1, 1]; the classifier reads [0, 1].
+        let images = generator.forward(matrix(rows, count, input_dim, device)).add_scalar(1.0).mul_scalar(0.5);
+        features.extend(read(classifier.features(images.clone()))?);
+        predictions.extend(argmax_rows(&read(classifier.forward(images))?, NUM_CLASSES));
+    }
+    Ok((features, predictions))
+}
+
+/// Returns the digit requested for each of `samples` generated digits: 0-9 in turn.
+fn requested_digits(samples: usize) -> Vec<u32> {
+    (0..samples).map(|i| (i % NUM_CLASSES) as u32).collect()
+}
+
 /// Returns the classifier's hidden features of the first `count` images of `set`.
-fn features_of(classifier: &Classifier, set: &Mnist, count: usize, device: &Device) -> Result<Vec<f32>> {
+pub fn features_of(classifier: &Classifier, set: &Mnist, count: usize, device: &Device) -> Result<Vec<f32>> {
     let mut features = Vec::new();
     for indices in eval_batches(count) {
         let images = images_tensor(set, &indices, PixelRange::Unit, device);

@@ -26,16 +26,20 @@ export function contentType(filePath) {
 }
 
 /**
- * Starts a server for the files under `root` and returns a handle with these members:
- * - `url`: the base URL, ending in `/`.
+ * Starts a server for the files under `root` and returns a handle with these members. With
+ * `prefix` (such as `/digits/`) the files are served under that sub-path only, and `headers` are
+ * added to every response (for example a Content-Security-Policy).
+ *
+ * - `url`: the base URL with the prefix, ending in `/`.
  * - `requests`: every request path, in order.
  * - `failPath(path)`: return 404 for a URL path such as `/weights/dcgan.bin`.
  * - `overridePath(path, body)`: serve `body` for a URL path in place of the file.
  * - `restorePath(path)`: undo `failPath` and `overridePath` for a URL path.
  * - `close()`: stop the server.
  */
-export async function startStaticServer(root) {
+export async function startStaticServer(root, { prefix = '/', headers = {} } = {}) {
   const rootDir = resolve(root);
+  const send = (response, request, status, type, body) => sendWith(headers, response, request, status, type, body);
   const failing = new Set();
   const overrides = new Map();
   const requests = [];
@@ -49,6 +53,10 @@ export async function startStaticServer(root) {
       return;
     }
     requests.push(urlPath);
+    if (!urlPath.startsWith(prefix)) {
+      send(response, request, 404, 'text/plain; charset=utf-8', `${urlPath} is outside ${prefix}\n`);
+      return;
+    }
 
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, request, 405, 'text/plain; charset=utf-8', `method ${request.method} not allowed\n`);
@@ -63,7 +71,7 @@ export async function startStaticServer(root) {
       return;
     }
 
-    const filePath = await resolveFile(rootDir, urlPath);
+    const filePath = await resolveFile(rootDir, `/${urlPath.slice(prefix.length)}`);
     if (filePath === null) {
       send(response, request, 404, 'text/plain; charset=utf-8', `${urlPath} not found\n`);
       return;
@@ -83,7 +91,7 @@ export async function startStaticServer(root) {
   const { port } = server.address();
 
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${port}${prefix}`,
     requests,
     failPath(path) {
       failing.add(path);
@@ -121,8 +129,9 @@ async function resolveFile(rootDir, urlPath) {
   }
 }
 
-function send(response, request, status, type, body) {
+function sendWith(headers, response, request, status, type, body) {
   response.writeHead(status, {
+    ...headers,
     'Content-Type': type,
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
