@@ -24,6 +24,7 @@ import {
   standardDeviation,
   tilePixels,
   waitForState,
+  withDiagnostics,
 } from './lib/browser.mjs';
 import { startStaticServer } from './lib/server.mjs';
 
@@ -62,27 +63,6 @@ before(async () => {
 after(async () => {
   await server?.close();
 });
-
-/**
- * Runs `body` with a `track` function for opened pages. When `body` throws, the error is
- * rethrown with each tracked page's state and console log appended.
- */
-async function withDiagnostics(body) {
-  const opened = [];
-  const track = (page) => {
-    opened.push(page);
-    return page;
-  };
-  try {
-    await body(track);
-  } catch (error) {
-    const details = await Promise.all(opened.map((page) => page.describe()));
-    if (details.length === 0) {
-      throw error;
-    }
-    throw new Error(`${error.message}\n\n${details.join('\n\n')}`, { cause: error });
-  }
-}
 
 /** Opens the page with the given query string and waits until it is ready. */
 async function openReady(context, track, query) {

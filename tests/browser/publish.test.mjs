@@ -2,7 +2,8 @@
 // Content-Security-Policy as a header, the page must load its content-hashed weights through the
 // manifest, draw digits and log no CSP violation.
 //
-// Needs dist/ (trunk build --release) and cargo; CARGO_TARGET_DIR is honoured.
+// Needs dist/ (trunk build --release) and the trainer binary that `cargo test --release` builds
+// (make test runs it first); CARGO_TARGET_DIR is honoured and TRAINER_BIN overrides the path.
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -19,6 +20,9 @@ import { startStaticServer } from './lib/server.mjs';
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DIST_DIR = resolve(process.env.DIST_DIR ?? join(REPO_ROOT, 'dist'));
 const PREFIX = '/mnist/digits/';
+const TRAINER_BIN = resolve(
+  process.env.TRAINER_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(REPO_ROOT, 'target'), 'release', 'trainer'),
+);
 
 let workDir;
 let site;
@@ -28,13 +32,16 @@ before(async () => {
   if (!existsSync(join(DIST_DIR, 'index.html'))) {
     throw new Error(`${DIST_DIR}/index.html not found: run trunk build --release (make test does it) or set DIST_DIR`);
   }
+  if (!existsSync(TRAINER_BIN)) {
+    throw new Error(`${TRAINER_BIN} not found: run cargo test --release (make test does it) or set TRAINER_BIN`);
+  }
   workDir = await mkdtemp(join(tmpdir(), 'digits-publish-'));
   site = join(workDir, 'site');
-  execFileSync(
-    'cargo',
-    ['run', '--release', '--quiet', '-p', 'trainer', '--', 'publish', '--page', DIST_DIR, '--out', site],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, RUST_LOG: 'warn' } },
-  );
+  execFileSync(TRAINER_BIN, ['publish', '--page', DIST_DIR, '--out', site], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
   const policy = (await readFile(join(site, 'csp.txt'), 'utf8')).trim();
   server = await startStaticServer(site, { prefix: PREFIX, headers: { 'Content-Security-Policy': policy } });
 });

@@ -19,7 +19,7 @@ pub async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
 
     if !response.ok() {
         return Err(format!(
-            "{path}: HTTP {} {}; publish the weights next to the page (see the README) and retry",
+            "{path}: HTTP {} {}; check that the file is published next to the page (see the README) and retry",
             response.status(),
             response.status_text()
         ));

@@ -2,7 +2,8 @@
 
 use shared::cgan::{conditional_inputs, digit_rows};
 use shared::latent::{interpolate, normal_latents};
-use shared::weights::ModelKind;
+
+use crate::engine::WeightsFile;
 
 /// Digits per grid row.
 pub const GRID_COLUMNS: usize = 8;
@@ -49,11 +50,11 @@ impl View {
         }
     }
 
-    /// Returns the model this view runs.
-    pub fn kind(self) -> ModelKind {
+    /// Returns the weights file of the model this view runs.
+    pub fn file(self) -> WeightsFile {
         match self {
-            View::Random => ModelKind::Dcgan,
-            _ => ModelKind::Cgan,
+            View::Random => WeightsFile::Dcgan,
+            _ => WeightsFile::Cgan,
         }
     }
 
@@ -87,9 +88,4 @@ impl View {
             }
         }
     }
-}
-
-/// Returns the path of the weights file of `kind`, relative to the page.
-pub fn weights_path(kind: ModelKind) -> String {
-    format!("weights/{}.bin", kind.name())
 }

@@ -102,8 +102,9 @@ export async function openPage(context, url) {
     try {
       snapshot = await page.evaluate(() => ({
         state: document.body?.dataset.state ?? '(no body)',
+        parts: Object.fromEntries([...document.querySelectorAll('section.part')].map((part) => [part.id, part.dataset.state])),
         backend: document.querySelector('#backend')?.dataset.backend ?? '(no #backend)',
-        error: document.querySelector('#error')?.textContent ?? '(no #error)',
+        errors: [...document.querySelectorAll('[role=alert]')].map((alert) => `${alert.id}: ${alert.textContent}`),
       }));
     } catch (error) {
       snapshot = { unavailable: error.message };
@@ -114,6 +115,27 @@ export async function openPage(context, url) {
 
   await page.goto(url, { waitUntil: 'load', timeout: STATE_TIMEOUT_MS });
   return { page, log, pageErrors, describe };
+}
+
+/**
+ * Runs `body` with a `track` function for opened pages. When `body` throws, the error is
+ * rethrown with each tracked page's state and console log appended.
+ */
+export async function withDiagnostics(body) {
+  const opened = [];
+  const track = (page) => {
+    opened.push(page);
+    return page;
+  };
+  try {
+    await body(track);
+  } catch (error) {
+    const details = await Promise.all(opened.map((page) => page.describe()));
+    if (details.length === 0) {
+      throw error;
+    }
+    throw new Error(`${error.message}\n\n${details.join('\n\n')}`, { cause: error });
+  }
 }
 
 /**
@@ -213,4 +235,51 @@ export function compareGrids(first, second) {
 /** Returns the `seed` query parameter of a page URL, or null. */
 export function seedOf(url) {
   return new URL(url).searchParams.get('seed');
+}
+
+/**
+ * Reads a canvas that shows a `width × height` picture scaled up by a whole factor, and returns
+ * `{ zoom, gray, notGray }` as readGrid does. `gray` is the gray level at the center of each
+ * scaled pixel, row-major, and `notGray` counts the sampled pixels that are not opaque gray. `zoom` is null when the
+ * canvas size is not a whole multiple of the picture size.
+ */
+export async function readPicture(page, selector, width, height) {
+  return page.evaluate(({ selector, width, height }) => {
+    const canvas = document.querySelector(selector);
+    if (!canvas) {
+      throw new Error(`${selector} is missing`);
+    }
+    const zoom = canvas.width / width;
+    if (!Number.isInteger(zoom) || zoom < 1 || canvas.height !== height * zoom) {
+      return { zoom: null, size: `${canvas.width}×${canvas.height}`, gray: [], notGray: 0 };
+    }
+
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const gray = new Array(width * height);
+    let notGray = 0;
+    const offset = Math.floor(zoom / 2);
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const index = ((y * zoom + offset) * canvas.width + (x * zoom + offset)) * 4;
+        const [red, green, blue, alpha] = [data[index], data[index + 1], data[index + 2], data[index + 3]];
+        if (red !== green || green !== blue || alpha !== 255) {
+          notGray += 1;
+        }
+        gray[y * width + x] = red;
+      }
+    }
+    return { zoom, size: `${canvas.width}×${canvas.height}`, gray, notGray };
+  }, { selector, width, height });
+}
+
+/**
+ * Waits until `pageFunction(argument)`, run in the page, returns a truthy value. `what` names the
+ * condition in the error thrown on timeout, which also carries the page description.
+ */
+export async function waitUntil(opened, what, pageFunction, argument = null, timeout = STATE_TIMEOUT_MS) {
+  try {
+    await opened.page.waitForFunction(pageFunction, argument, { timeout, polling: 50 });
+  } catch (error) {
+    throw new Error(`timed out after ${timeout} ms waiting until ${what}: ${error.message}\n${await opened.describe()}`);
+  }
 }
