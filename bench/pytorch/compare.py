@@ -1,8 +1,8 @@
 """Training throughput of the five models in PyTorch and in Burn, side by side.
 
-Builds the same architectures and optimisers as `shared/` and `trainer/` in PyTorch, times
-training steps at batch 128 on the CPU with 2 threads, runs the Burn counterpart
-(`cargo run --release -p trainer --example throughput`) in the same invocation, and prints the
+Builds the same architectures and optimisers as `shared/` and `trainer/` in PyTorch and times
+training steps at batch 128 on the CPU with 2 threads. It then runs the Burn counterpart
+(`cargo run --release -p trainer --example throughput`) in the same invocation and prints the
 images/s of both and their ratio. Nothing in the build or the tests needs this script.
 
 Usage (from the repository root, in a virtual environment with `pip install torch`):

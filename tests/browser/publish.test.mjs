@@ -79,7 +79,7 @@ test('published site works from a sub-path under its policy', { timeout: 4 * STA
       const weights = server.requests.filter((path) => path.startsWith(`${PREFIX}weights/`));
       assert.ok(weights.includes(`${PREFIX}weights/manifest.json`), `requests: ${weights.join(', ')}`);
       assert.ok(weights.some((path) => /dcgan\.[0-9a-f]{16}\.bin$/.test(path)), `requests: ${weights.join(', ')}`);
-      // Chromium asks for /favicon.ico at the origin's root on its own; every request of the page
+      // Chromium requests /favicon.ico at the origin's root on its own; every request of the page
       // itself stays under the sub-path.
       const outside = server.requests.filter((path) => !path.startsWith(PREFIX) && path !== '/favicon.ico');
       assert.deepEqual(outside, [], `requests left ${PREFIX}`);

@@ -7,8 +7,8 @@ use shared::manifest::ModelEntry;
 
 use crate::registry::Engines;
 
-/// One line per model: its headline metrics as `trainer eval` measured them and a link to its
-/// card. Shows nothing until the manifest is loaded, and nothing for a model without metrics.
+/// Lists one line per model: its headline metrics as `trainer eval` measured them and a link to
+/// its card. The list stays empty until the manifest is loaded, and skips models without metrics.
 #[component]
 pub fn ModelFacts(
     /// The page's engines, whose manifest lists the metrics.
