@@ -111,7 +111,7 @@ pub enum WeightsError {
     #[error("the weights file is truncated: {0}")]
     Truncated(String),
     /// The file does not start with the magic bytes.
-    #[error("not a weights file: it does not start with \"MNISTGEN\"; re-export it with `trainer train` or `trainer export`")]
+    #[error("not a weights file: it does not start with \"MNISTGEN\"; check the path, or export the model again with `trainer train`")]
     Magic,
     /// The file has a format version this code does not read.
     #[error("weights format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching trainer and page")]
@@ -126,7 +126,7 @@ pub enum WeightsError {
     #[error("invalid weights header: {0}")]
     Header(String),
     /// The file contains another kind of model.
-    #[error("the weights file holds a {found} model, expected {expected}")]
+    #[error("the weights file contains a model of kind {found}, expected {expected}")]
     Kind {
         /// Kind in the file.
         found: ModelKind,

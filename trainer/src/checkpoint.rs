@@ -15,6 +15,9 @@ use crate::atomic;
 /// Progress stored beside the tensors.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CheckpointState {
+    /// The model being trained; `None` in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub model: Option<shared::weights::ModelKind>,
     /// Number of finished epochs.
     pub epochs_done: u32,
     /// Optimisation steps taken so far.

@@ -31,6 +31,8 @@ pub struct Evaluation {
     pub model: ModelKind,
     /// The weights file evaluated.
     pub weights: PathBuf,
+    /// Number of test digits the metrics were measured on.
+    pub test_digits: usize,
     /// Metric name and value pairs.
     pub metrics: Vec<Metric>,
 }
@@ -75,7 +77,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&evaluation)?);
     } else {
-        println!("{} ({})\n", evaluation.model, args.weights.display());
+        println!("{} ({}), on {} test digits\n", evaluation.model, args.weights.display(), evaluation.test_digits);
         print!("{}", evaluation.to_table());
     }
     if args.update_card {
@@ -94,6 +96,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<Evaluation> {
     let mut evaluation = Evaluation {
         model: kind,
         weights: args.weights.clone(),
+        test_digits: test.len(),
         metrics: Vec::new(),
     };
     let context = || format!("failed to load {}", args.weights.display());
@@ -298,7 +301,8 @@ fn update_card(weights: &Path, evaluation: &Evaluation) -> Result<()> {
     let text = std::fs::read_to_string(&card).unwrap_or_default();
     let kept = text.split("\n## Evaluation\n").next().unwrap_or_default().trim_end();
     let updated = format!(
-        "{kept}\n\n## Evaluation\n\nMeasured with `trainer eval` on the 10,000 MNIST test digits.\n\n{}",
+        "{kept}\n\n## Evaluation\n\nMeasured with `trainer eval` on {} MNIST test digits.\n\n{}",
+        evaluation.test_digits,
         evaluation.to_table()
     );
     atomic::write(&card, updated.as_bytes())?;

@@ -71,14 +71,27 @@ pub trait Trainee: Sized {
 pub fn train(args: &TrainArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
     let out = args.out.clone().unwrap_or_else(|| Path::new("runs").join(settings.model.name()));
-    fs::create_dir_all(out.join("samples"))
-        .with_context(|| format!("failed to create the output folder {}", out.display()))?;
 
     let inference = device::device(args.backend)?;
     let training = inference.clone().autodiff();
     training.seed(settings.seed);
     let resume = if args.resume {
         let found = checkpoint::load(&out)?;
+        if let Some(model) = found.state.model
+            && model != settings.model
+        {
+            bail!(
+                "the checkpoint in {} is from an earlier {model} run, not {}; resume it with `trainer train {model}` or choose another --out",
+                checkpoint::folder(&out).display(),
+                settings.model
+            );
+        }
+        if found.state.epochs_done >= settings.epochs {
+            info!(
+                epochs_done = found.state.epochs_done,
+                "the checkpoint already has the requested epochs; exporting it without training"
+            );
+        }
         info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
         Some(found)
     } else {
@@ -114,6 +127,9 @@ impl Session<'_> {
     pub fn run<T: Trainee>(&self, mut trainee: T, mut state: CheckpointState) -> Result<()> {
         let settings = self.settings;
         let data = load_data(&self.args.data_dir, settings.limit)?;
+        fs::create_dir_all(self.out.join("samples"))
+            .with_context(|| format!("failed to create the output folder {}", self.out.display()))?;
+        state.model = Some(settings.model);
         let config_json = settings.to_json(trainee.config())?;
         atomic::write(&self.out.join("config.json"), config_json.as_bytes())?;
 

@@ -198,3 +198,29 @@ fn interrupt_signal_writes_a_checkpoint() {
         serde_json::from_slice(&std::fs::read(run.join("checkpoint/state.json")).unwrap()).unwrap();
     assert!(state["steps_done"].as_u64().unwrap() > 32, "{state}");
 }
+
+#[test]
+fn resume_of_another_model_is_rejected() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = train("autoencoder", &run, &["--epochs", "1", "--limit", "64"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let output = train("vae", &run, &["--epochs", "2", "--limit", "64", "--resume"]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("autoencoder run"), "{message}");
+    assert!(message.contains("trainer train autoencoder"), "{message}");
+}
+
+#[test]
+fn failed_start_leaves_no_output_folder() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+
+    let output = trainer(&["train", "dcgan", "--data-dir", "/nonexistent/mnist", "--out", run.to_str().unwrap()]);
+
+    assert!(!output.status.success());
+    assert!(!run.exists(), "{} was created by a run that never started", run.display());
+}
