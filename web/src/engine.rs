@@ -311,7 +311,7 @@ impl Engine {
     }
 
     fn wrong_model(&self, work: &str) -> String {
-        format!("{} holds a {} model, which cannot do {work}", self.file.path(), self.file.kind())
+        format!("{} contains a model of kind {}, which cannot do {work}", self.file.path(), self.file.kind())
     }
 }
 
