@@ -36,7 +36,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
-    /// Stable name the page asks for: `dcgan`, `cgan`, `autoencoder`, `vae`, `vae-2d`,
+    /// Stable name the page requests: `dcgan`, `cgan`, `autoencoder`, `vae`, `vae-2d`,
     /// `classifier`.
     pub id: String,
     /// Kind of model in the file.
@@ -80,7 +80,7 @@ pub enum ManifestError {
     Entry {
         /// The entry's id.
         id: String,
-        /// What is wrong.
+        /// Reason the entry is invalid.
         reason: String,
     },
     /// The manifest lists no model with the requested id.
@@ -91,7 +91,7 @@ pub enum ManifestError {
     Mismatch {
         /// The file name.
         file: String,
-        /// Which check failed.
+        /// The failed check.
         reason: String,
     },
 }

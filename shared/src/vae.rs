@@ -221,9 +221,8 @@ pub fn normal_quantile(p: f64) -> f64 {
     const LOW: f64 = 0.024_25;
 
     let tail = |q: f64| {
-        let (c, d) = (C, D);
-        (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5])
-            / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -388,10 +387,12 @@ mod tests {
         let map = latent_map(4);
         assert_eq!(map.len(), 32);
         // Top-left cell: leftmost x, topmost (largest) y.
-        assert!(map[0] < 0.0 && map[1] > 0.0);
+        assert!(map[0] < 0.0);
+        assert!(map[1] > 0.0);
         assert!((map[0] + map[6]).abs() < 1e-6, "x is symmetric across the row");
         let last = map.len() - 2;
-        assert!(map[last] > 0.0 && map[last + 1] < 0.0);
+        assert!(map[last] > 0.0);
+        assert!(map[last + 1] < 0.0);
     }
 
     #[test]

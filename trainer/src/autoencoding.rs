@@ -26,8 +26,8 @@ pub const EVAL_BATCH: usize = 500;
 /// `trainer eval` so both report the same ELBO for the same seed.
 pub const EVAL_STREAM: u64 = 0xE1B0_5EED;
 
-/// Side of the latent map drawn each epoch for a 2-D VAE.
-const MAP_SIDE: usize = 16;
+/// Side of the latent map drawn for a 2-D VAE, each epoch and by `trainer sample`.
+pub const MAP_SIDE: usize = 16;
 
 /// Hyper-parameters of an autoencoder run.
 #[derive(Config, Debug)]

@@ -162,9 +162,9 @@ pub struct SampleArgs {
 
 /// Options of `trainer eval`.
 ///
-/// Metrics: for `dcgan` and `cgan`, the Fréchet distance between generated digits and the test
-/// set in the reference classifier's hidden-layer features (the 128 ReLU activations before its
-/// output layer), beside the floor (the same distance from training digits), and for `cgan` the
+/// Metrics for `dcgan` and `cgan`: the Fréchet distance between generated digits and the test set
+/// in the reference classifier's hidden-layer features (the 128 ReLU activations before its output
+/// layer). The floor beside it is the same distance from training digits. For `cgan` also the
 /// share of digits read as requested. For `autoencoder`, test MSE and cross-entropy; for `vae`,
 /// the negative ELBO and an importance-weighted bound, in nats; for `classifier`, accuracy.
 #[derive(Debug, Args)]

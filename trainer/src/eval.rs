@@ -44,7 +44,7 @@ pub struct Metric {
     pub name: String,
     /// The value.
     pub value: f64,
-    /// What it measures, for the table.
+    /// Description of the measured quantity, for the table.
     pub description: String,
 }
 
@@ -260,23 +260,23 @@ pub fn features_of(classifier: &Classifier, set: &Mnist, count: usize, device: &
 pub fn importance_weighted_bound(model: &Vae, test: &Mnist, k: usize, seed: u64, device: &Device) -> Result<f64> {
     let latent_dim = model.latent_dim();
     let mut noise = SeededRng::new(seed ^ 0x1B0D);
-    let prior = |count: usize| DiagonalGaussian {
-        mean: Tensor::zeros([count, latent_dim], device),
-        log_variance: Tensor::zeros([count, latent_dim], device),
-    };
     let mut total = 0.0f64;
 
     for indices in eval_batches(test.len()) {
         let count = indices.len();
         let images = images_tensor(test, &indices, PixelRange::Unit, device);
         let posterior = model.encode(images.clone());
+        let prior = DiagonalGaussian {
+            mean: Tensor::zeros([count, latent_dim], device),
+            log_variance: Tensor::zeros([count, latent_dim], device),
+        };
         let mut log_weights = vec![Vec::with_capacity(k); count];
 
         for _ in 0..k {
             let values: Vec<f32> = (0..count * latent_dim).map(|_| noise.next_normal() as f32).collect();
             let latents = posterior.sample_with(matrix(values, count, latent_dim, device));
             let log_likelihood = bernoulli_nll(model.decode_logits(latents.clone()), images.clone()).neg();
-            let log_weight = log_likelihood + prior(count).log_prob(latents.clone()) - posterior.log_prob(latents);
+            let log_weight = log_likelihood + prior.log_prob(latents.clone()) - posterior.log_prob(latents);
             for (row, value) in log_weights.iter_mut().zip(read(log_weight)?) {
                 row.push(f64::from(value));
             }
@@ -299,9 +299,9 @@ fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
 fn update_card(weights: &Path, evaluation: &Evaluation) -> Result<()> {
     let card = weights.with_extension("md");
     let text = std::fs::read_to_string(&card).unwrap_or_default();
-    let kept = text.split("\n## Evaluation\n").next().unwrap_or_default().trim_end();
+    let card_without_evaluation = text.split("\n## Evaluation\n").next().unwrap_or_default().trim_end();
     let updated = format!(
-        "{kept}\n\n## Evaluation\n\nMeasured with `trainer eval` on {} MNIST test digits.\n\n{}",
+        "{card_without_evaluation}\n\n## Evaluation\n\nMeasured with `trainer eval` on {} MNIST test digits.\n\n{}",
         evaluation.test_digits,
         evaluation.to_table()
     );

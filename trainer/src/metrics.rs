@@ -19,7 +19,8 @@ impl Gaussian {
     ///
     /// Panics if `features.len()` is not a multiple of `dim` or there are fewer than 2 rows.
     pub fn fit(features: &[f32], dim: usize) -> Self {
-        assert!(dim > 0 && features.len() % dim == 0, "features are not whole rows of {dim}");
+        assert!(dim > 0, "the feature size is 0");
+        assert!(features.len() % dim == 0, "features are not whole rows of {dim}");
         let count = features.len() / dim;
         assert!(count >= 2, "a covariance needs at least 2 rows, got {count}");
 
@@ -252,7 +253,8 @@ mod tests {
     fn eigen_solver_recovers_known_values() {
         let (mut values, _) = symmetric_eigen(&[2.0, 1.0, 1.0, 2.0], 2);
         values.sort_by(f64::total_cmp);
-        assert!((values[0] - 1.0).abs() < 1e-12 && (values[1] - 3.0).abs() < 1e-12, "{values:?}");
+        assert!((values[0] - 1.0).abs() < 1e-12, "{values:?}");
+        assert!((values[1] - 3.0).abs() < 1e-12, "{values:?}");
     }
 
     #[test]

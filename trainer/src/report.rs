@@ -1,4 +1,4 @@
-//! How a run went, at a glance: `metrics.csv` with one row per epoch, a loss-curve SVG and every
+//! Run summaries to judge a run at a glance: `metrics.csv` with one row per epoch, a loss-curve SVG and every
 //! epoch's sample grid stitched into one PNG.
 
 use std::fmt::Write as _;
@@ -177,7 +177,8 @@ mod tests {
 
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains(">mse<") && svg.contains(">test_mse<"));
+        assert!(svg.contains(">mse<"));
+        assert!(svg.contains(">test_mse<"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use shared::grid::{PixelRange, tile};
 use shared::latent::normal_latents;
 use shared::weights::ModelKind;
 
+use crate::autoencoding::MAP_SIDE;
 use crate::cli::{ModelArg, SampleArgs};
 use crate::data::matrix;
 use crate::{device, png};
@@ -84,6 +85,3 @@ fn sample_vae(args: &SampleArgs, file: &[u8], device: &Device) -> Result<()> {
     tracing::info!(out = %args.out.display(), count, "samples written");
     Ok(())
 }
-
-/// Side of the latent map drawn for a 2-D VAE.
-const MAP_SIDE: usize = 16;

@@ -342,8 +342,8 @@ fn load_data(dir: &Path, limit: Option<usize>) -> Result<Data> {
     Ok(Data { train, test })
 }
 
-/// Returns a flag that turns true on Ctrl-C (SIGINT) or SIGTERM. The first signal asks the loop
-/// to checkpoint and stop; a second one ends the process at once.
+/// Returns a flag that turns true on Ctrl-C (SIGINT) or SIGTERM. The first signal makes the loop
+/// checkpoint and stop, and a second one ends the process at once.
 fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {

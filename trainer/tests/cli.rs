@@ -1,27 +1,11 @@
 //! End-to-end tests of the `trainer` binary on the MNIST fixture.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
 use burn::tensor::Device;
+use common::{fixture, stderr, trainer};
 use shared::dcgan::load_generator;
 use shared::weights::ModelKind;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mnist")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the trainer binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 #[test]
 fn missing_data_dir_is_reported() {

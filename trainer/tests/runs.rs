@@ -1,30 +1,17 @@
 //! End-to-end runs of the autoencoders and the classifier, config files and resuming, on the
 //! MNIST fixture.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
+use common::{fixture, stderr, trainer};
 use shared::autoencoder::load_autoencoder;
 use shared::classifier::load_classifier;
 use shared::vae::load_vae;
-
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mnist")
-}
-
-fn trainer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the trainer binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Runs `trainer train MODEL` on the fixture with `extra` arguments into `run`.
 fn train(model: &str, run: &Path, extra: &[&str]) -> Output {
