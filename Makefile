@@ -18,7 +18,7 @@ export TRUNK_SKIP_VERSION_CHECK := true
 # only the wasm target uses first.
 TRUNK_RELEASE_BUILD := cargo fetch && trunk build --release
 
-.PHONY: tools build serve test
+.PHONY: tools build serve test bench-browser size-report
 
 tools:
 	bash scripts/install-tools.sh
@@ -38,3 +38,11 @@ test: tools
 	cargo check -p shared --target wasm32-unknown-unknown --release
 	$(TRUNK_RELEASE_BUILD)
 	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-$$(mktemp -d)}" node --test tests/browser/*.test.mjs
+
+# Prints the page's cold load time, requests and batch times on the CPU and WebGPU as Markdown.
+bench-browser: build
+	XDG_RUNTIME_DIR="$${XDG_RUNTIME_DIR:-$$(mktemp -d)}" node bench/browser.mjs
+
+# Prints the raw, gzip and brotli size of every file in dist/ and of the first view as Markdown.
+size-report: build
+	node bench/size-report.mjs

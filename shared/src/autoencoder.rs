@@ -190,10 +190,14 @@ impl ConvDecoder {
     }
 }
 
-/// Serializes a trained autoencoder into a weights file with f16 tensors.
-pub fn export_autoencoder(config: &AutoencoderConfig, model: &Autoencoder) -> Result<Vec<u8>, WeightsError> {
+/// Serializes a trained autoencoder into a weights file with tensors stored as `storage`.
+pub fn export_autoencoder(
+    config: &AutoencoderConfig,
+    model: &Autoencoder,
+    storage: StorageType,
+) -> Result<Vec<u8>, WeightsError> {
     let config = serde_json::to_value(config).map_err(|e| WeightsError::Config(e.to_string()))?;
-    weights::encode(ModelKind::Autoencoder, config, model.valid(), StorageType::F16)
+    weights::encode(ModelKind::Autoencoder, config, model.valid(), storage)
 }
 
 /// Loads an autoencoder from a weights file onto `device`.
@@ -247,10 +251,13 @@ mod tests {
         let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
         let expected = model.forward(images.clone()).into_data();
 
-        let file = export_autoencoder(&config, &model).unwrap();
-        let (_, loaded) = load_autoencoder(&file, &device).unwrap();
+        for storage in [StorageType::Int8, StorageType::F16] {
+            let file = export_autoencoder(&config, &model, storage).unwrap();
+            let (_, loaded) = load_autoencoder(&file, &device).unwrap();
 
-        loaded.forward(images).into_data().assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+            let actual = loaded.forward(images.clone()).into_data();
+            actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+        }
     }
 
     #[test]

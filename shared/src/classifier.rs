@@ -98,10 +98,14 @@ impl Classifier {
     }
 }
 
-/// Serializes a trained classifier into a weights file with f16 tensors.
-pub fn export_classifier(config: &ClassifierConfig, model: &Classifier) -> Result<Vec<u8>, WeightsError> {
+/// Serializes a trained classifier into a weights file with tensors stored as `storage`.
+pub fn export_classifier(
+    config: &ClassifierConfig,
+    model: &Classifier,
+    storage: StorageType,
+) -> Result<Vec<u8>, WeightsError> {
     let config = serde_json::to_value(config).map_err(|e| WeightsError::Config(e.to_string()))?;
-    weights::encode(ModelKind::Classifier, config, model.valid(), StorageType::F16)
+    weights::encode(ModelKind::Classifier, config, model.valid(), storage)
 }
 
 /// Loads a classifier from a weights file onto `device`.
@@ -151,10 +155,13 @@ mod tests {
         let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
         let expected = model.probabilities(images.clone()).into_data();
 
-        let file = export_classifier(&config, &model).unwrap();
-        let (_, loaded) = load_classifier(&file, &device).unwrap();
+        for storage in [StorageType::Int8, StorageType::F16] {
+            let file = export_classifier(&config, &model, storage).unwrap();
+            let (_, loaded) = load_classifier(&file, &device).unwrap();
 
-        loaded.probabilities(images).into_data().assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+            let actual = loaded.probabilities(images.clone()).into_data();
+            actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+        }
     }
 
     #[test]

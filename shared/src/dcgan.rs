@@ -99,17 +99,18 @@ impl GeneratorConfig {
     }
 }
 
-/// Serializes a trained generator into a weights file of `kind`, with BatchNorm folded and f16
-/// tensors.
+/// Serializes a trained generator into a weights file of `kind`, with BatchNorm folded into the
+/// convolutions and tensors stored as `storage`.
 pub fn export_generator(
     kind: ModelKind,
     config: &GeneratorConfig,
     generator: &Generator,
+    storage: StorageType,
 ) -> Result<Vec<u8>, WeightsError> {
     let folded = generator.valid().fold_batch_norm();
     let config = config.clone().with_batch_norm(false);
     let config = serde_json::to_value(&config).map_err(|e| WeightsError::Config(e.to_string()))?;
-    weights::encode(kind, config, folded, StorageType::F16)
+    weights::encode(kind, config, folded, storage)
 }
 
 /// Loads a generator of `kind` from a weights file onto `device`.
@@ -352,19 +353,21 @@ mod tests {
         let latent = Tensor::<2>::random([8, 64], Distribution::Normal(0.0, 1.0), &device);
         let expected = generator.valid().forward(latent.clone()).into_data();
 
-        let file = export_generator(ModelKind::Dcgan, &config, &generator).unwrap();
-        let (loaded_config, loaded) = load_generator(&file, ModelKind::Dcgan, &device).unwrap();
+        for storage in [StorageType::Int8, StorageType::F16] {
+            let file = export_generator(ModelKind::Dcgan, &config, &generator, storage).unwrap();
+            let (loaded_config, loaded) = load_generator(&file, ModelKind::Dcgan, &device).unwrap();
 
-        assert!(!loaded_config.batch_norm);
-        let actual = loaded.forward(latent).into_data();
-        actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(2e-2));
+            assert!(!loaded_config.batch_norm);
+            let actual = loaded.forward(latent.clone()).into_data();
+            actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(2e-2));
+        }
     }
 
     #[test]
     fn generator_file_of_other_kind_is_rejected() {
         let device = Device::flex();
         let config = GeneratorConfig::new();
-        let file = export_generator(ModelKind::Dcgan, &config, &config.init(&device)).unwrap();
+        let file = export_generator(ModelKind::Dcgan, &config, &config.init(&device), StorageType::Int8).unwrap();
 
         let error = load_generator(&file, ModelKind::Cgan, &device).unwrap_err();
 

@@ -14,6 +14,7 @@ pub mod latent;
 pub mod manifest;
 pub mod mnist;
 pub mod preprocess;
+pub mod quantize;
 pub mod vae;
 pub mod weights;
 

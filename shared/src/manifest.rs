@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::weights::{FORMAT_VERSION, ModelKind};
+use crate::weights::{FORMAT_VERSION, ModelKind, OLDEST_READABLE_VERSION};
 
 /// Version of the manifest layout this code writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -161,9 +161,9 @@ impl ModelEntry {
         if self.sha256.len() != 64 || !self.sha256.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
             return Err(self.invalid("sha256 must be 64 lowercase hex digits"));
         }
-        if self.format_version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(self.invalid(format!(
-                "weights format version {} is not supported (this build reads version {FORMAT_VERSION})",
+                "weights format version {} is not supported (this build reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})",
                 self.format_version
             )));
         }

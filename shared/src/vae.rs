@@ -257,10 +257,10 @@ pub fn latent_map(side: usize) -> Vec<f32> {
     latents
 }
 
-/// Serializes a trained VAE into a weights file with f16 tensors.
-pub fn export_vae(config: &VaeConfig, model: &Vae) -> Result<Vec<u8>, WeightsError> {
+/// Serializes a trained VAE into a weights file with tensors stored as `storage`.
+pub fn export_vae(config: &VaeConfig, model: &Vae, storage: StorageType) -> Result<Vec<u8>, WeightsError> {
     let config = serde_json::to_value(config).map_err(|e| WeightsError::Config(e.to_string()))?;
-    weights::encode(ModelKind::Vae, config, model.valid(), StorageType::F16)
+    weights::encode(ModelKind::Vae, config, model.valid(), storage)
 }
 
 /// Loads a VAE from a weights file onto `device`.
@@ -404,10 +404,13 @@ mod tests {
         let latents = Tensor::<2>::from_data(TensorData::new(latent_map(3), [9, 2]), &device);
         let expected = model.decode(latents.clone()).into_data();
 
-        let file = export_vae(&config, &model).unwrap();
-        let (loaded_config, loaded) = load_vae(&file, &device).unwrap();
+        for storage in [StorageType::Int8, StorageType::F16] {
+            let file = export_vae(&config, &model, storage).unwrap();
+            let (loaded_config, loaded) = load_vae(&file, &device).unwrap();
 
-        assert_eq!(loaded_config.latent_dim, 2);
-        loaded.decode(latents).into_data().assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+            assert_eq!(loaded_config.latent_dim, 2);
+            let actual = loaded.decode(latents.clone()).into_data();
+            actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-2));
+        }
     }
 }

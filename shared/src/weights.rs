@@ -1,4 +1,5 @@
-//! The weights file: a small versioned header, a checksum and a Burn record of f16 tensors.
+//! The weights file: a small versioned header, a checksum and a Burn record of 8-bit, f16 or f32
+//! tensors.
 //!
 //! Layout, all integers little-endian:
 //!
@@ -13,18 +14,33 @@
 //! The header names the model kind and its architecture config, so a loader builds the right
 //! module before it reads a tensor, and the SHA-256 of the payload catches corruption. Loading a
 //! file of another kind, version or shape is an error, never a panic.
+//!
+//! With [`StorageType::Int8`] (version 2) the record is rewritten before it is stored. Every
+//! tensor of two or more dimensions becomes an `i8` tensor of the same name, and an `f32` tensor
+//! named with [`SCALE_SUFFIX`] holds its scales (see [`crate::quantize`]). The other tensors
+//! become f16. Loading turns the payload back into an f32 record before Burn applies it.
+
+use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::store::{ModuleRecord, RecordError};
-use burn::tensor::{Bytes, DType, Device, Tensor};
+use burn::tensor::{Bytes, DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::quantize;
 
 /// First bytes of every weights file.
 pub const MAGIC: &[u8; 8] = b"MNISTGEN";
 
-/// Version of the layout this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout this code writes. Version 2 added [`StorageType::Int8`].
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Oldest version this code still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+
+/// Appended to an 8-bit tensor's name to name the tensor of its scales.
+pub const SCALE_SUFFIX: &str = ":scale";
 
 /// Largest accepted JSON header, in bytes.
 pub const MAX_HEADER_LEN: u32 = 64 * 1024;
@@ -71,9 +87,14 @@ impl std::fmt::Display for ModelKind {
 }
 
 /// Element type of the stored tensors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageType {
+    /// 8-bit integers with one f32 scale per channel for tensors of two or more dimensions, f16
+    /// for the others. Half the bytes of f16; the bundled models' metrics do not change
+    /// measurably (BENCHMARKS.md).
+    #[default]
+    Int8,
     /// IEEE half precision.
     F16,
     /// IEEE single precision.
@@ -81,11 +102,27 @@ pub enum StorageType {
 }
 
 impl StorageType {
-    fn dtype(self) -> DType {
+    /// Lowercase name, as used on the command line and in the header.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageType::Int8 => "int8",
+            StorageType::F16 => "f16",
+            StorageType::F32 => "f32",
+        }
+    }
+
+    /// Returns the float type the module is cast to before its record is taken.
+    fn record_dtype(self) -> DType {
         match self {
             StorageType::F16 => DType::F16,
-            StorageType::F32 => DType::F32,
+            StorageType::Int8 | StorageType::F32 => DType::F32,
         }
+    }
+}
+
+impl std::fmt::Display for StorageType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -114,7 +151,7 @@ pub enum WeightsError {
     #[error("not a weights file: it does not start with \"MNISTGEN\"; check the path, or export the model again with `trainer train`")]
     Magic,
     /// The file has a format version this code does not read.
-    #[error("weights format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching trainer and page")]
+    #[error("weights format version {found} is not supported (this build reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); use a matching trainer and page")]
     Version {
         /// The version in the file.
         found: u32,
@@ -152,6 +189,10 @@ pub enum WeightsError {
     /// The architecture config is invalid.
     #[error("invalid model config in the weights header: {0}")]
     Config(String),
+    /// The payload's tensors cannot be decoded: a malformed container, an unknown element type,
+    /// an 8-bit tensor without scales, or byte counts that disagree with the shapes.
+    #[error("the weights payload is malformed: {0}; export the model again")]
+    Payload(String),
     /// The tensors do not fit the architecture (names or shapes differ) or cannot be decoded.
     #[error("the tensors do not match the {kind} architecture: {source}")]
     Record {
@@ -176,13 +217,17 @@ pub fn encode<M: Module>(
     storage: StorageType,
 ) -> Result<Vec<u8>, WeightsError> {
     let module = module.map(&mut CastFloats {
-        dtype: storage.dtype(),
+        dtype: storage.record_dtype(),
         next_id: 0,
     });
-    let payload = module
+    let record = module
         .into_record()
         .into_bytes()
         .map_err(|source| WeightsError::Record { kind, source })?;
+    let payload = match storage {
+        StorageType::Int8 => quantize_record(record)?,
+        StorageType::F16 | StorageType::F32 => record.to_vec(),
+    };
 
     let header = WeightsHeader {
         kind,
@@ -206,6 +251,12 @@ pub fn encode<M: Module>(
     Ok(file)
 }
 
+/// Returns the format version of a file that starts with the magic bytes.
+pub fn format_version(file: &[u8]) -> Option<u32> {
+    let prefix = file.get(..12).filter(|prefix| &prefix[..8] == MAGIC)?;
+    Some(u32::from_le_bytes(prefix[8..12].try_into().ok()?))
+}
+
 /// Reads and checks the header, and returns it with the payload it vouches for.
 pub fn decode(file: &[u8]) -> Result<(WeightsHeader, &[u8]), WeightsError> {
     if file.len() < PREFIX_LEN {
@@ -218,7 +269,7 @@ pub fn decode(file: &[u8]) -> Result<(WeightsHeader, &[u8]), WeightsError> {
         return Err(WeightsError::Magic);
     }
     let version = u32::from_le_bytes(file[8..12].try_into().unwrap());
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(WeightsError::Version { found: version });
     }
     let header_len = u32::from_le_bytes(file[12..16].try_into().unwrap());
@@ -235,6 +286,9 @@ pub fn decode(file: &[u8]) -> Result<(WeightsHeader, &[u8]), WeightsError> {
     })?;
     let header: WeightsHeader =
         serde_json::from_slice(header_bytes).map_err(|e| WeightsError::Header(e.to_string()))?;
+    if header.storage == StorageType::Int8 && version < 2 {
+        return Err(WeightsError::Header(format!("int8 storage needs format version 2 or later, but the file is version {version}")));
+    }
 
     let payload = &file[header_end..];
     if payload.len() as u64 != header.payload_len {
@@ -280,7 +334,7 @@ where
 
     let cpu = Device::flex();
     let module = build(&config, &cpu).map_err(WeightsError::Config)?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(payload.to_vec()))
+    let record = ModuleRecord::from_bytes(float_record(payload)?)
         .map_err(|source| WeightsError::Record {
             kind: expected,
             source,
@@ -299,6 +353,100 @@ where
         return Err(WeightsError::NonFinite(counter.0));
     }
     Ok((config, module.to_device(device)))
+}
+
+/// Rewrites an f32 record with 8-bit tensors and scales for every tensor of two or more
+/// dimensions and f16 for the rest.
+fn quantize_record(record: Bytes) -> Result<Vec<u8>, WeightsError> {
+    let mut packed = Vec::new();
+    for tensor in read_tensors(record)? {
+        let dims = tensor.data.shape().to_vec();
+        let values = tensor.data.try_into_vec::<f32>().map_err(payload_error)?;
+        if dims.len() < 2 {
+            let half = TensorData::new(values, dims.clone()).convert_dtype(DType::F16);
+            packed.push(burn_pack::Tensor::new(tensor.name, DType::F16, dims, tensor.id, half.into_bytes()));
+            continue;
+        }
+
+        let quantized = quantize::quantize(&values, &dims);
+        let bytes: Vec<u8> = quantized.values.iter().map(|&q| q as u8).collect();
+        let scales: Vec<u8> = quantized.scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let scale_name = format!("{}{SCALE_SUFFIX}", tensor.name);
+        packed.push(burn_pack::Tensor::new(tensor.name, DType::I8, dims, tensor.id, Bytes::from_bytes_vec(bytes)));
+        packed.push(burn_pack::Tensor::new(scale_name, DType::F32, quantized.scale_dims, None, Bytes::from_bytes_vec(scales)));
+    }
+    let bytes = burn_pack::Writer::new(packed).into_bytes().map_err(payload_error)?;
+    Ok(bytes.to_vec())
+}
+
+/// Turns a stored payload of any storage type into a record of f32 tensors, checking every
+/// tensor's element type and byte count on the way.
+fn float_record(payload: &[u8]) -> Result<Bytes, WeightsError> {
+    let mut values = BTreeMap::new();
+    let mut scales = BTreeMap::new();
+    for tensor in read_tensors(Bytes::from_bytes_vec(payload.to_vec()))? {
+        match tensor.name.strip_suffix(SCALE_SUFFIX) {
+            Some(owner) => scales.insert(owner.to_string(), tensor),
+            None => values.insert(tensor.name.clone(), tensor),
+        };
+    }
+
+    let mut floats = Vec::with_capacity(values.len());
+    for (name, tensor) in values {
+        let dims = tensor.data.shape().to_vec();
+        let restored = match tensor.data.dtype() {
+            DType::F16 | DType::F32 => tensor.data.convert_dtype(DType::F32),
+            DType::I8 => {
+                let scale = scales
+                    .remove(&name)
+                    .ok_or_else(|| WeightsError::Payload(format!("8-bit tensor {name} has no scales")))?;
+                if scale.data.dtype() != DType::F32 {
+                    return Err(WeightsError::Payload(format!("the scales of {name} are {:?}, expected f32", scale.data.dtype())));
+                }
+                let scale_dims = scale.data.shape().to_vec();
+                let scale_values = scale.data.try_into_vec::<f32>().map_err(payload_error)?;
+                let stored = tensor.data.try_into_vec::<i8>().map_err(payload_error)?;
+                let restored = quantize::dequantize(&stored, &dims, &scale_values, &scale_dims)
+                    .map_err(|e| WeightsError::Payload(format!("tensor {name}: {e}")))?;
+                TensorData::new(restored, dims.clone())
+            }
+            other => return Err(WeightsError::Payload(format!("tensor {name} is {other:?}, expected f16, f32 or i8"))),
+        };
+        floats.push(burn_pack::Tensor::new(name, DType::F32, dims, tensor.id, restored.into_bytes()));
+    }
+    if let Some(orphan) = scales.keys().next() {
+        return Err(WeightsError::Payload(format!("scales for {orphan}, which is not an 8-bit tensor")));
+    }
+    burn_pack::Writer::new(floats).into_bytes().map_err(payload_error)
+}
+
+/// One tensor of a burnpack container, its bytes checked against its shape and element type.
+struct StoredTensor {
+    name: String,
+    id: Option<u64>,
+    data: TensorData,
+}
+
+fn read_tensors(bytes: Bytes) -> Result<Vec<StoredTensor>, WeightsError> {
+    let tensors = burn_pack::Reader::from_bytes(bytes)
+        .and_then(burn_pack::Reader::into_tensors)
+        .map_err(payload_error)?;
+    tensors
+        .into_iter()
+        .map(|tensor| {
+            let (name, dtype, shape, id, bytes) = tensor.into_parts().map_err(payload_error)?;
+            if matches!(dtype, DType::QFloat(_)) {
+                return Err(WeightsError::Payload(format!("tensor {name} is {dtype:?}, expected f16, f32 or i8")));
+            }
+            let data = TensorData::try_from_bytes(bytes, shape, dtype)
+                .map_err(|e| WeightsError::Payload(format!("tensor {name}: {e}")))?;
+            Ok(StoredTensor { name, id, data })
+        })
+        .collect()
+}
+
+fn payload_error(error: impl std::fmt::Display) -> WeightsError {
+    WeightsError::Payload(error.to_string())
 }
 
 /// Checks that every size in `dims` is between 1 and [`MAX_CONFIG_DIM`].
@@ -434,6 +582,137 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(error, WeightsError::Record { .. }), "{error}");
+    }
+
+    /// Replaces a file's payload and fixes its length and checksum, as a crafted file would.
+    fn with_payload(file: &[u8], payload: Vec<u8>) -> Vec<u8> {
+        let (mut header, _) = decode(file).unwrap();
+        header.payload_len = payload.len() as u64;
+        header.payload_sha256 = sha256_hex(&payload);
+        let header = serde_json::to_vec(&header).unwrap();
+        let mut crafted = file[..12].to_vec();
+        crafted.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        crafted.extend_from_slice(&header);
+        crafted.extend_from_slice(&payload);
+        crafted
+    }
+
+    fn int8_linear_file() -> (Linear, Vec<u8>) {
+        let device = Device::flex();
+        device.seed(11);
+        let linear = LinearConfig::new(3, 2).init(&device);
+        let file = encode(ModelKind::Classifier, serde_json::json!({"d_input": 3}), linear.clone(), StorageType::Int8).unwrap();
+        (linear, file)
+    }
+
+    fn tensor(name: &str, dtype: DType, dims: Vec<usize>, bytes: Vec<u8>) -> burn_pack::Tensor {
+        burn_pack::Tensor::new(name.to_string(), dtype, dims, None, Bytes::from_bytes_vec(bytes))
+    }
+
+    fn pack(tensors: Vec<burn_pack::Tensor>) -> Vec<u8> {
+        burn_pack::Writer::new(tensors).into_bytes().unwrap().to_vec()
+    }
+
+    #[test]
+    fn int8_file_round_trips_within_half_a_step() {
+        let (linear, file) = int8_linear_file();
+
+        let loaded = load_linear(&file).unwrap();
+
+        let original = linear.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let restored = loaded.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let largest = original.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+        for (a, b) in original.iter().zip(&restored) {
+            assert!((a - b).abs() <= largest / 254.0 + 1e-6, "{a} became {b}");
+        }
+        assert_eq!(decode(&file).unwrap().0.storage, StorageType::Int8);
+    }
+
+    #[test]
+    fn int8_stores_one_byte_per_matrix_weight() {
+        let device = Device::flex();
+        let linear = LinearConfig::new(200, 100).init(&device);
+        let config = serde_json::json!({});
+        let half = encode(ModelKind::Classifier, config.clone(), linear.clone(), StorageType::F16).unwrap();
+        let int8 = encode(ModelKind::Classifier, config, linear, StorageType::Int8).unwrap();
+
+        // 20,000 weights: 40,000 bytes in f16, 20,000 in 8 bits plus a few hundred of scales.
+        assert!(half.len() - int8.len() > 19_000, "f16 {} bytes, int8 {} bytes", half.len(), int8.len());
+    }
+
+    #[test]
+    fn version_1_files_still_load() {
+        let mut file = linear_file();
+        file[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(load_linear(&file).is_ok());
+    }
+
+    #[test]
+    fn version_1_file_with_int8_is_rejected() {
+        let (_, mut file) = int8_linear_file();
+        file[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert!(matches!(decode(&file), Err(WeightsError::Header(_))));
+    }
+
+    #[test]
+    fn int8_tensor_without_scales_is_rejected() {
+        let (_, file) = int8_linear_file();
+        let payload = pack(vec![
+            tensor("weight", DType::I8, vec![3, 2], vec![1; 6]),
+            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+        ]);
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
+
+        assert!(error.to_string().contains("weight has no scales"), "{error}");
+    }
+
+    #[test]
+    fn scales_without_their_tensor_are_rejected() {
+        let (_, file) = int8_linear_file();
+        let payload = pack(vec![
+            tensor("weight", DType::F32, vec![3, 2], vec![0; 24]),
+            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+            tensor("other:scale", DType::F32, vec![1, 2], vec![0; 8]),
+        ]);
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
+
+        assert!(matches!(error, WeightsError::Payload(_)), "{error}");
+    }
+
+    #[test]
+    fn payload_cut_short_is_rejected() {
+        let (_, file) = int8_linear_file();
+        let mut payload = pack(vec![
+            tensor("weight", DType::F32, vec![3, 2], vec![0; 24]),
+            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+        ]);
+        payload.truncate(payload.len() - 4);
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
+
+        assert!(matches!(error, WeightsError::Payload(_)), "{error}");
+    }
+
+    #[test]
+    fn unexpected_element_type_is_rejected() {
+        let (_, file) = int8_linear_file();
+        let payload = pack(vec![
+            tensor("weight", DType::I64, vec![3, 2], vec![0; 48]),
+            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+        ]);
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
+
+        assert!(error.to_string().contains("expected f16, f32 or i8"), "{error}");
+    }
+
+    #[test]
+    fn payload_that_is_not_a_record_is_rejected() {
+        let (_, file) = int8_linear_file();
+        let error = load_linear(&with_payload(&file, b"not a burnpack".to_vec())).unwrap_err();
+        assert!(matches!(error, WeightsError::Payload(_)), "{error}");
     }
 
     #[test]

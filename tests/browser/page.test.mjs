@@ -125,6 +125,47 @@ test('cpu fallback draws a grid', { timeout: TEST_TIMEOUT_MS }, async () => {
   }
 });
 
+test('first view fetches each file once', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    const fetched = new Map();
+    browser.context.on('request', (request) => {
+      const path = new URL(request.url()).pathname;
+      if (path !== '/favicon.ico') {
+        fetched.set(path, (fetched.get(path) ?? 0) + 1);
+      }
+    });
+    await withDiagnostics(async (track) => {
+      await openReady(browser.context, track, '');
+    });
+
+    const repeated = [...fetched].filter(([, count]) => count > 1).map(([path, count]) => `${path} ×${count}`);
+    assert.deepEqual(repeated, [], `the first view fetched files more than once: ${repeated.join(', ')}`);
+    assert.ok(fetched.has('/weights/manifest.json'), 'the first view did not fetch weights/manifest.json');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('browser without wasm simd gets a message', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    // Stands in for a browser whose WebAssembly lacks SIMD: validation of the probe fails.
+    await browser.context.addInitScript(() => {
+      WebAssembly.validate = () => false;
+    });
+    await withDiagnostics(async (track) => {
+      const opened = track(await openPage(browser.context, server.url));
+      const state = await waitForState(opened, ['ready', 'error']);
+
+      assert.equal(state, 'error');
+      assert.match(await opened.page.locator('body').textContent(), /lacks WebAssembly SIMD/);
+    });
+  } finally {
+    await browser.close();
+  }
+});
+
 test('webgpu draws a grid', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: true });
   try {

@@ -3,7 +3,7 @@
 use burn::tensor::Device;
 use integration_tests::{bundled, generate, root, wgpu_device};
 use shared::dcgan::load_generator;
-use shared::weights::{ModelKind, sha256_hex};
+use shared::weights::{ModelKind, StorageType, decode, sha256_hex};
 use shared::IMAGE_PIXELS;
 
 fn std_dev(values: &[f32]) -> f32 {
@@ -37,10 +37,24 @@ fn bundled_dcgan_draws_varied_digits() {
 }
 
 #[test]
-fn bundled_card_names_the_weights_digest() {
-    let weights = bundled("dcgan.bin");
-    let card = String::from_utf8(bundled("dcgan.md")).unwrap();
-    assert!(card.contains(&sha256_hex(&weights)), "the model card does not match dcgan.bin");
+fn every_bundled_card_names_its_weights_digest_and_storage() {
+    for entry in shared::manifest::Manifest::parse(&bundled("manifest.json")).unwrap().models {
+        let weights = bundled(&entry.file);
+        let card_name = entry.card.as_deref().unwrap_or_else(|| panic!("{} has no card", entry.file));
+        let card = String::from_utf8(bundled(card_name)).unwrap();
+        let (header, _) = decode(&weights).unwrap();
+
+        assert!(card.contains(&sha256_hex(&weights)), "{card_name} does not match {}", entry.file);
+        assert!(card.contains(&format!("| storage | {}", header.storage)), "{card_name} names no storage");
+    }
+}
+
+#[test]
+fn bundled_weights_use_the_smallest_storage() {
+    for name in ["dcgan.bin", "cgan.bin", "autoencoder.bin", "vae.bin", "vae-2d.bin", "classifier.bin"] {
+        let (header, _) = decode(&bundled(name)).unwrap();
+        assert_eq!(header.storage, StorageType::Int8, "{name}: run `trainer convert --weights web/weights/{name} --storage int8`");
+    }
 }
 
 #[test]
@@ -83,13 +97,6 @@ fn bundled_cgan_draws_the_requested_classes_differently() {
     let distance = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / IMAGE_PIXELS as f32;
     assert!(distance(&means[1], &means[8]) > 0.2, "rows of 1 and 8 look alike");
     assert!(distance(&means[0], &means[1]) > 0.2, "rows of 0 and 1 look alike");
-}
-
-#[test]
-fn bundled_cgan_card_names_the_weights_digest() {
-    let weights = bundled("cgan.bin");
-    let card = String::from_utf8(bundled("cgan.md")).unwrap();
-    assert!(card.contains(&sha256_hex(&weights)), "the model card does not match cgan.bin");
 }
 
 #[test]

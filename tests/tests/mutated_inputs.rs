@@ -13,7 +13,7 @@ use shared::latent::SeededRng;
 use shared::manifest::Manifest;
 use shared::mnist::{parse_images, parse_labels};
 use shared::vae::load_vae;
-use shared::weights::{ModelKind, decode};
+use shared::weights::{MAGIC, ModelKind, decode, sha256_hex};
 
 /// Mutated inputs per decoder.
 const CASES: usize = 300;
@@ -70,6 +70,36 @@ fn mutated_weights_never_panic() {
             let _ = load_generator(bytes, ModelKind::Dcgan, &device);
             let _ = load_autoencoder(bytes, &device);
             let _ = load_vae(bytes, &device);
+        });
+    }
+}
+
+/// Returns `file` with `payload` in place of its own, and the header's length and checksum set
+/// to match, as a crafted file would have them.
+fn with_payload(file: &[u8], payload: &[u8]) -> Vec<u8> {
+    let (mut header, _) = decode(file).unwrap();
+    header.payload_len = payload.len() as u64;
+    header.payload_sha256 = sha256_hex(payload);
+    let header = serde_json::to_vec(&header).unwrap();
+
+    let mut crafted = file[..MAGIC.len() + 4].to_vec();
+    crafted.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    crafted.extend_from_slice(&header);
+    crafted.extend_from_slice(payload);
+    crafted
+}
+
+#[test]
+fn mutated_payloads_with_valid_checksums_never_panic() {
+    let device = Device::flex();
+    for (file, seed) in [("dcgan.bin", 7), ("autoencoder.bin", 8), ("vae-2d.bin", 9)] {
+        let original = bundled(file);
+        let (_, payload) = decode(&original).unwrap();
+        assert_no_panic(file, payload, seed, |mutated| {
+            let crafted = with_payload(&original, mutated);
+            let _ = load_generator(&crafted, ModelKind::Dcgan, &device);
+            let _ = load_autoencoder(&crafted, &device);
+            let _ = load_vae(&crafted, &device);
         });
     }
 }

@@ -12,6 +12,7 @@ use shared::grid::{GrayImage, PixelRange, tile};
 use shared::latent::{SeededRng, normal_latents};
 use shared::mnist::Mnist;
 use shared::vae::{Vae, VaeConfig, bernoulli_nll, export_vae, latent_map};
+use shared::weights::StorageType;
 use shared::{IMAGE_PIXELS, IMAGE_SIDE};
 
 use crate::checkpoint::{Checkpoint, restore_single, single_files};
@@ -145,8 +146,8 @@ impl Trainee for AutoencoderRun {
         single_files(&self.model, &self.optimizer)
     }
 
-    fn export(&self) -> Result<(String, Vec<u8>)> {
-        let bytes = export_autoencoder(&self.config.model, &self.model).context("export failed")?;
+    fn export(&self, storage: StorageType) -> Result<(String, Vec<u8>)> {
+        let bytes = export_autoencoder(&self.config.model, &self.model, storage).context("export failed")?;
         Ok(("autoencoder.bin".to_string(), bytes))
     }
 
@@ -218,8 +219,8 @@ impl Trainee for VaeRun {
         single_files(&self.model, &self.optimizer)
     }
 
-    fn export(&self) -> Result<(String, Vec<u8>)> {
-        let bytes = export_vae(&self.config.model, &self.model).context("export failed")?;
+    fn export(&self, storage: StorageType) -> Result<(String, Vec<u8>)> {
+        let bytes = export_vae(&self.config.model, &self.model, storage).context("export failed")?;
         Ok((vae_file_name(self.config.model.latent_dim), bytes))
     }
 

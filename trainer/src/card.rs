@@ -35,6 +35,8 @@ pub struct ModelCard {
     pub weights_bytes: usize,
     /// SHA-256 of the weights file.
     pub weights_sha256: String,
+    /// Storage type of the weights: `int8`, `f16` or `f32`.
+    pub storage: String,
     /// Last epoch's mean losses, by name.
     pub final_losses: Vec<(String, f32)>,
     /// Test-set metrics after the last epoch, by name.
@@ -49,6 +51,7 @@ impl ModelCard {
         let _ = writeln!(text, "| | |\n| --- | --- |");
         let _ = writeln!(text, "| file | `{}` ({} bytes) |", self.weights_file, self.weights_bytes);
         let _ = writeln!(text, "| SHA-256 | `{}` |", self.weights_sha256);
+        let _ = writeln!(text, "| storage | {} |", self.storage);
         let _ = writeln!(text, "| command | `{}` |", self.command);
         let _ = writeln!(text, "| seed | {} |", self.seed);
         let _ = writeln!(
@@ -73,6 +76,35 @@ impl ModelCard {
     pub fn write(&self, path: &Path) -> Result<()> {
         atomic::write(path, self.to_markdown().as_bytes())
     }
+}
+
+/// Rewrites the rows of `card` (Markdown from [`ModelCard::to_markdown`]) that describe the
+/// weights file, after the file was re-encoded; other rows are kept. A card written before
+/// storage rows existed gets one after its SHA-256 row; `storage` is the text of that row.
+pub fn with_weights_file(card: &str, file: &str, bytes: &[u8], storage: &str) -> String {
+    let file_row = format!("| file | `{file}` ({} bytes) |", bytes.len());
+    let sha_row = format!("| SHA-256 | `{}` |", shared::weights::sha256_hex(bytes));
+    let storage_row = format!("| storage | {storage} |");
+    let has_storage = card.lines().any(|line| line.starts_with("| storage |"));
+
+    let mut text = String::with_capacity(card.len() + 64);
+    for line in card.lines() {
+        if line.starts_with("| file |") {
+            text.push_str(&file_row);
+        } else if line.starts_with("| SHA-256 |") {
+            text.push_str(&sha_row);
+            if !has_storage {
+                text.push('\n');
+                text.push_str(&storage_row);
+            }
+        } else if line.starts_with("| storage |") {
+            text.push_str(&storage_row);
+        } else {
+            text.push_str(line);
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// CPU model and core count, from `/proc/cpuinfo` where present.
@@ -106,5 +138,31 @@ fn commit() -> String {
             if dirty { format!("{hash}-dirty") } else { hash }
         }
         _ => "unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD_CARD: &str = "# dcgan weights\n\n| | |\n| --- | --- |\n| file | `dcgan.bin` (10 bytes) |\n| SHA-256 | `00` |\n| seed | 1 |\n";
+
+    #[test]
+    fn weights_rows_are_rewritten_others_kept() {
+        let card = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", "int8");
+
+        assert!(card.contains("| file | `dcgan.bin` (3 bytes) |"), "{card}");
+        assert!(card.contains(&format!("| SHA-256 | `{}` |", shared::weights::sha256_hex(b"abc"))), "{card}");
+        assert!(card.contains("| SHA-256 | `ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad` |\n| storage | int8 |\n"), "{card}");
+        assert!(card.contains("| seed | 1 |"), "{card}");
+    }
+
+    #[test]
+    fn existing_storage_row_is_replaced_not_repeated() {
+        let once = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", "int8");
+        let twice = with_weights_file(&once, "dcgan.bin", b"abc", "f16");
+
+        assert_eq!(twice.matches("| storage |").count(), 1, "{twice}");
+        assert!(twice.contains("| storage | f16 |"), "{twice}");
     }
 }

@@ -10,6 +10,7 @@ use shared::classifier::{Classifier, ClassifierConfig, argmax_rows, export_class
 use shared::grid::{GrayImage, PixelRange, tile};
 use shared::latent::SeededRng;
 use shared::mnist::Mnist;
+use shared::weights::StorageType;
 use shared::{IMAGE_PIXELS, NUM_CLASSES};
 
 use crate::autoencoding::eval_batches;
@@ -107,8 +108,8 @@ impl Trainee for ClassifierRun {
         single_files(&self.model, &self.optimizer)
     }
 
-    fn export(&self) -> Result<(String, Vec<u8>)> {
-        let bytes = export_classifier(&self.config.model, &self.model).context("export failed")?;
+    fn export(&self, storage: StorageType) -> Result<(String, Vec<u8>)> {
+        let bytes = export_classifier(&self.config.model, &self.model, storage).context("export failed")?;
         Ok(("classifier.bin".to_string(), bytes))
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use shared::weights::ModelKind;
+use shared::weights::{ModelKind, StorageType};
 
 /// Default folder for the MNIST files.
 pub const DEFAULT_DATA_DIR: &str = "data/mnist";
@@ -33,6 +33,8 @@ pub enum Command {
     Publish(PublishArgs),
     /// Write manifest.json into a weights folder, listing its files under their own names.
     Manifest(ManifestArgs),
+    /// Re-encode a weights file as int8, f16 or f32, updating its model card.
+    Convert(ConvertArgs),
 }
 
 /// Options of `trainer download`.
@@ -87,6 +89,27 @@ pub enum BackendArg {
     Wgpu,
 }
 
+/// Element types of exported weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageArg {
+    /// 8-bit weights with one scale per channel, f16 biases: the smallest.
+    Int8,
+    /// Half precision.
+    F16,
+    /// Single precision, as trained.
+    F32,
+}
+
+impl From<StorageArg> for StorageType {
+    fn from(storage: StorageArg) -> Self {
+        match storage {
+            StorageArg::Int8 => StorageType::Int8,
+            StorageArg::F16 => StorageType::F16,
+            StorageArg::F32 => StorageType::F32,
+        }
+    }
+}
+
 /// Options of `trainer train`.
 ///
 /// Hyper-parameters come from the model's defaults, then the `--config` file, then these flags.
@@ -98,7 +121,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// TOML (`.toml`) or JSON file of hyper-parameters: epochs, batch_size, learning_rate, seed,
-    /// limit, latent_dim. Flags override it.
+    /// limit, latent_dim, storage. Flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Number of passes over the training set [default: 10].
@@ -123,6 +146,9 @@ pub struct TrainArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
+    /// How the exported weights are stored [default: int8].
+    #[arg(long, value_enum)]
+    pub storage: Option<StorageArg>,
     /// Folder for samples, losses, checkpoints and the exported weights [default: runs/MODEL].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -213,6 +239,20 @@ pub struct PublishArgs {
     /// Folder to write the site into; an existing one is replaced whole.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Options of `trainer convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The weights file to re-encode.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// The storage type to write.
+    #[arg(long, value_enum)]
+    pub storage: StorageArg,
+    /// Where to write the result [default: over `--weights`].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Options of `trainer manifest`.

@@ -13,7 +13,7 @@ use shared::dcgan::{Discriminator, DiscriminatorConfig, Generator, GeneratorConf
 use shared::grid::{GrayImage, PixelRange, tile};
 use shared::latent::{SeededRng, normal_latents};
 use shared::mnist::Mnist;
-use shared::weights::ModelKind;
+use shared::weights::{ModelKind, StorageType};
 
 use crate::checkpoint::{Checkpoint, CheckpointState, module_bytes, optimizer_bytes};
 use crate::data::matrix;
@@ -328,8 +328,9 @@ impl Trainee for GanRun {
         ])
     }
 
-    fn export(&self) -> Result<(String, Vec<u8>)> {
-        let bytes = export_generator(self.kind, &self.config.generator, &self.gan.generator).context("export failed")?;
+    fn export(&self, storage: StorageType) -> Result<(String, Vec<u8>)> {
+        let bytes = export_generator(self.kind, &self.config.generator, &self.gan.generator, storage)
+            .context("export failed")?;
         Ok((format!("{}.bin", self.kind), bytes))
     }
 

@@ -6,6 +6,7 @@ pub mod card;
 pub mod checkpoint;
 pub mod classify;
 pub mod cli;
+pub mod convert;
 pub mod data;
 pub mod device;
 pub mod download;
@@ -40,5 +41,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(&args),
         Command::Publish(args) => publish::publish(&args),
         Command::Manifest(args) => publish::manifest(&args),
+        Command::Convert(args) => convert::convert(&args),
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use shared::manifest::{MANIFEST_FILE, MANIFEST_VERSION, Manifest, ModelEntry};
-use shared::weights::{FORMAT_VERSION, decode, sha256_hex};
+use shared::weights::{decode, format_version, sha256_hex};
 use tracing::info;
 
 use crate::atomic;
@@ -107,7 +107,7 @@ pub fn build_manifest(dir: &Path, hashed: bool) -> Result<(Manifest, Vec<(PathBu
             file,
             size: bytes.len() as u64,
             sha256,
-            format_version: FORMAT_VERSION,
+            format_version: format_version(&bytes).unwrap_or_default(),
             card,
             metrics: read_metrics(&path.with_extension("metrics.json"))?,
             command: card_text.as_deref().and_then(|text| card_field(text, "command")),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use shared::weights::ModelKind;
+use shared::weights::{ModelKind, StorageType};
 
 use crate::checkpoint::Checkpoint;
 use crate::cli::{ModelArg, TrainArgs};
@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub limit: Option<usize>,
     /// Latent size of the VAE and the GANs, code size of the autoencoder.
     pub latent_dim: Option<usize>,
+    /// How the exported weights are stored: `int8`, `f16` or `f32`.
+    pub storage: Option<StorageType>,
 }
 
 impl ConfigFile {
@@ -43,7 +45,7 @@ impl ConfigFile {
         };
         parsed.with_context(|| {
             format!(
-                "invalid config file {}; it may set epochs, batch_size, learning_rate, seed, limit and latent_dim",
+                "invalid config file {}; it may set epochs, batch_size, learning_rate, seed, limit, latent_dim and storage (int8, f16 or f32)",
                 path.display()
             )
         })
@@ -68,6 +70,8 @@ pub struct Settings {
     pub limit: Option<usize>,
     /// Latent (or code) size; `None` keeps the model's default.
     pub latent_dim: Option<usize>,
+    /// How the exported weights are stored.
+    pub storage: StorageType,
     /// The model's architecture and optimiser settings, as its `Config` serializes them.
     pub model_config: serde_json::Value,
 }
@@ -94,6 +98,7 @@ impl Settings {
             seed: args.seed.or(file.seed).unwrap_or(0),
             limit: args.limit.map(|l| l as usize).or(file.limit),
             latent_dim: args.latent_dim.or(file.latent_dim),
+            storage: args.storage.map(StorageType::from).or(file.storage).unwrap_or_default(),
             model_config: serde_json::Value::Null,
         };
         settings.validate()?;

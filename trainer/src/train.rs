@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shared::grid::{GrayImage, PixelRange};
 use shared::latent::SeededRng;
 use shared::mnist::{Mnist, Split};
-use shared::weights::sha256_hex;
+use shared::weights::{StorageType, sha256_hex};
 use tracing::{info, warn};
 
 use crate::card::ModelCard;
@@ -60,8 +60,8 @@ pub trait Trainee: Sized {
     /// Serializes the networks and optimizers for a checkpoint.
     fn checkpoint_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>>;
 
-    /// Serializes the inference weights; returns the file name and bytes.
-    fn export(&self) -> Result<(String, Vec<u8>)>;
+    /// Serializes the inference weights as `storage`; returns the file name and bytes.
+    fn export(&self, storage: StorageType) -> Result<(String, Vec<u8>)>;
 
     /// Returns the architecture and optimiser config, saved in `config.json`.
     fn config(&self) -> serde_json::Value;
@@ -243,7 +243,7 @@ impl Session<'_> {
     }
 
     fn export<T: Trainee>(&self, trainee: &T, state: &CheckpointState, train: &Mnist, config_json: &str) -> Result<()> {
-        let (file_name, bytes) = trainee.export()?;
+        let (file_name, bytes) = trainee.export(self.settings.storage)?;
         let path = self.out.join(&file_name);
         atomic::write(&path, &bytes)?;
         let stem = file_name.trim_end_matches(".bin");
@@ -265,6 +265,7 @@ impl Session<'_> {
             weights_file: file_name.clone(),
             weights_bytes: bytes.len(),
             weights_sha256: sha256_hex(&bytes),
+            storage: self.settings.storage.to_string(),
             final_losses: state.last_losses.clone(),
             test_metrics: state.test_metrics.clone(),
         };

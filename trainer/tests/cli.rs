@@ -5,7 +5,8 @@ mod common;
 use burn::tensor::Device;
 use common::{fixture, stderr, trainer};
 use shared::dcgan::load_generator;
-use shared::weights::ModelKind;
+use shared::vae::load_vae;
+use shared::weights::{ModelKind, StorageType, decode, sha256_hex};
 
 #[test]
 fn missing_data_dir_is_reported() {
@@ -85,6 +86,61 @@ fn corrupt_weights_are_reported_by_sample() {
     assert!(!dir.path().join("x.png").exists());
 }
 
+/// Copies a bundled weights file and its card into `dir`.
+fn copy_bundled(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let bundled = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/weights");
+    std::fs::copy(bundled.join(format!("{name}.md")), dir.join(format!("{name}.md"))).unwrap();
+    let weights = dir.join(format!("{name}.bin"));
+    std::fs::copy(bundled.join(format!("{name}.bin")), &weights).unwrap();
+    weights
+}
+
+#[test]
+fn convert_changes_storage_and_updates_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = copy_bundled("vae-2d", dir.path());
+
+    let output = trainer(&["convert", "--weights", weights.to_str().unwrap(), "--storage", "f16"]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let converted = std::fs::read(&weights).unwrap();
+    assert_eq!(decode(&converted).unwrap().0.storage, StorageType::F16);
+    let (config, _) = load_vae(&converted, &Device::flex()).unwrap();
+    assert_eq!(config.latent_dim, 2);
+    let card = std::fs::read_to_string(dir.path().join("vae-2d.md")).unwrap();
+    assert!(card.contains(&sha256_hex(&converted)), "{card}");
+    assert!(card.contains("| storage | f16, converted from int8 by `trainer convert` |"), "{card}");
+    assert_eq!(card.matches("| storage |").count(), 1, "{card}");
+}
+
+#[test]
+fn convert_to_another_file_keeps_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = copy_bundled("vae-2d", dir.path());
+    let original = std::fs::read(&weights).unwrap();
+    let out = dir.path().join("vae-2d-f32.bin");
+
+    let output = trainer(&["convert", "--weights", weights.to_str().unwrap(), "--storage", "f32", "--out", out.to_str().unwrap()]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&weights).unwrap(), original);
+    assert_eq!(decode(&std::fs::read(&out).unwrap()).unwrap().0.storage, StorageType::F32);
+}
+
+#[test]
+fn convert_of_a_corrupt_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("broken.bin");
+    std::fs::write(&weights, b"not weights").unwrap();
+
+    let output = trainer(&["convert", "--weights", weights.to_str().unwrap(), "--storage", "int8"]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("broken.bin"), "{message}");
+    assert_eq!(std::fs::read(&weights).unwrap(), b"not weights");
+}
+
 #[test]
 fn dcgan_trains_exports_and_samples() {
     let out = tempfile::tempdir().unwrap();
@@ -124,7 +180,9 @@ fn dcgan_trains_exports_and_samples() {
     let (config, _) = load_generator(&weights, ModelKind::Dcgan, &Device::flex()).unwrap();
     assert_eq!(config.latent_dim, 64);
     let card = std::fs::read_to_string(run.join("dcgan.md")).unwrap();
-    assert!(card.contains(&shared::weights::sha256_hex(&weights)), "{card}");
+    assert!(card.contains(&sha256_hex(&weights)), "{card}");
+    assert_eq!(decode(&weights).unwrap().0.storage, StorageType::Int8, "int8 is the default storage");
+    assert!(card.contains("| storage | int8 |"), "{card}");
 
     let png = out.path().join("grid.png");
     let output = trainer(&[

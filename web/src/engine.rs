@@ -126,6 +126,12 @@ pub async fn device(backend: Backend) -> Result<Device, String> {
     }
 }
 
+#[cfg(not(feature = "webgpu"))]
+async fn init_webgpu() -> Result<Device, String> {
+    Err("this build of the page has no WebGPU support (built without the webgpu feature)".to_string())
+}
+
+#[cfg(feature = "webgpu")]
 async fn init_webgpu() -> Result<Device, String> {
     let navigator = web_sys::window().ok_or("no window object")?.navigator();
     let has_gpu = js_sys::Reflect::has(&navigator, &"gpu".into()).unwrap_or(false);

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 
+use futures::FutureExt;
+use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
 
 use shared::manifest::Manifest;
@@ -14,6 +16,9 @@ use crate::fetch::fetch_bytes;
 
 /// Path of the weights manifest, relative to the page.
 const MANIFEST_PATH: &str = "weights/manifest.json";
+
+/// The manifest fetch, shared by every part of the page that needs the manifest while it runs.
+type ManifestFetch = Shared<LocalBoxFuture<'static, Result<Rc<Manifest>, String>>>;
 
 /// A backend the visitor picked in the menu. `serial` counts the picks, so each part can tell a
 /// pick it has not handled yet from one it has.
@@ -52,7 +57,7 @@ pub struct Engines {
     preferred: StoredValue<Option<Backend>>,
     loaded: StoredValue<Vec<Rc<Engine>>, LocalStorage>,
     weights: StoredValue<HashMap<WeightsFile, Rc<Vec<u8>>>, LocalStorage>,
-    manifest: StoredValue<Option<Rc<Manifest>>, LocalStorage>,
+    manifest: StoredValue<Option<ManifestFetch>, LocalStorage>,
 }
 
 impl Engines {
@@ -147,17 +152,25 @@ impl Engines {
         }
     }
 
-    /// Returns the weights manifest, fetching and checking it on first use.
+    /// Returns the weights manifest, fetching and checking it on first use. Callers that arrive
+    /// while the fetch runs await the same fetch, so the page downloads the manifest once.
     pub async fn manifest(self, progress: &impl Fn(String)) -> Result<Rc<Manifest>, String> {
-        if let Some(manifest) = self.manifest.get_value() {
-            return Ok(manifest);
+        let fetch = match self.manifest.get_value() {
+            Some(fetch) => fetch,
+            None => {
+                progress(format!("Downloading {MANIFEST_PATH}…"));
+                let fetch = fetch_manifest().boxed_local().shared();
+                self.manifest.set_value(Some(fetch.clone()));
+                fetch
+            }
+        };
+
+        let result = fetch.await;
+        if result.is_err() {
+            // Forget the failure, so that Retry fetches again.
+            self.manifest.set_value(None);
         }
-        progress(format!("Downloading {MANIFEST_PATH}…"));
-        let bytes = fetch_bytes(MANIFEST_PATH).await?;
-        let manifest = Manifest::parse(&bytes).map_err(|error| format!("{MANIFEST_PATH}: {error}"))?;
-        let manifest = Rc::new(manifest);
-        self.manifest.set_value(Some(manifest.clone()));
-        Ok(manifest)
+        result
     }
 
     /// Returns the weights file, fetching it under the name the manifest gives and checking its
@@ -179,4 +192,10 @@ impl Engines {
         });
         Ok(bytes)
     }
+}
+
+async fn fetch_manifest() -> Result<Rc<Manifest>, String> {
+    let bytes = fetch_bytes(MANIFEST_PATH).await?;
+    let manifest = Manifest::parse(&bytes).map_err(|error| format!("{MANIFEST_PATH}: {error}"))?;
+    Ok(Rc::new(manifest))
 }
