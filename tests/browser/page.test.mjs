@@ -150,9 +150,15 @@ test('first view fetches each file once', { timeout: TEST_TIMEOUT_MS }, async ()
 test('browser without wasm simd gets a message', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: false });
   try {
-    // Stands in for a browser whose WebAssembly lacks SIMD: validation of the probe fails.
+    // Stands in for a browser whose WebAssembly lacks SIMD: the probe does not validate and the
+    // page's wasm file does not compile, so the app never starts.
     await browser.context.addInitScript(() => {
+      const reject = () => Promise.reject(new WebAssembly.CompileError('no SIMD in this stand-in browser'));
       WebAssembly.validate = () => false;
+      WebAssembly.compile = reject;
+      WebAssembly.compileStreaming = reject;
+      WebAssembly.instantiate = reject;
+      WebAssembly.instantiateStreaming = reject;
     });
     await withDiagnostics(async (track) => {
       const opened = track(await openPage(browser.context, server.url));
