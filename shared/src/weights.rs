@@ -48,8 +48,10 @@ pub const MAX_HEADER_LEN: u32 = 64 * 1024;
 const PREFIX_LEN: usize = 16;
 
 /// Largest accepted channel count or vector size in a config read from a file, so a crafted
-/// header cannot make the loader allocate a huge module.
-pub const MAX_CONFIG_DIM: usize = 4096;
+/// header cannot make the loader allocate a huge module. The bundled models use at most 256.
+// NOTE: this bounds each size, not their product. A VAE header with 1024 channels and latent
+// size asks for layers of about 200 MB, which the loader may allocate before the shape check.
+pub const MAX_CONFIG_DIM: usize = 1024;
 
 /// The kind of model a weights file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -334,12 +336,15 @@ where
 
     let cpu = Device::flex();
     let module = build(&config, &cpu).map_err(WeightsError::Config)?;
-    let record = ModuleRecord::from_bytes(float_record(payload)?)
-        .map_err(|source| WeightsError::Record {
+    // The record holds f32 tensors, the modules' type, so it loads as it is. Casting to the
+    // module's type would initialize every parameter first, and a crafted config with huge
+    // layers would allocate gigabytes before the shape check rejects it.
+    let record = ModuleRecord::from_bytes(float_record(payload, header.storage)?).map_err(|source| {
+        WeightsError::Record {
             kind: expected,
             source,
-        })?
-        .cast_to_module_dtype();
+        }
+    })?;
     let module = module
         .try_load_record(record)
         .map_err(|source| WeightsError::Record {
@@ -379,9 +384,9 @@ fn quantize_record(record: Bytes) -> Result<Vec<u8>, WeightsError> {
     Ok(bytes.to_vec())
 }
 
-/// Turns a stored payload of any storage type into a record of f32 tensors, checking every
-/// tensor's element type and byte count on the way.
-fn float_record(payload: &[u8]) -> Result<Bytes, WeightsError> {
+/// Turns a stored payload into a record of f32 tensors, checking every tensor's element type
+/// against `storage` and its byte count against its shape on the way.
+fn float_record(payload: &[u8], storage: StorageType) -> Result<Bytes, WeightsError> {
     let mut values = BTreeMap::new();
     let mut scales = BTreeMap::new();
     for tensor in read_tensors(Bytes::from_bytes_vec(payload.to_vec()))? {
@@ -393,6 +398,15 @@ fn float_record(payload: &[u8]) -> Result<Bytes, WeightsError> {
 
     let mut floats = Vec::with_capacity(values.len());
     for (name, tensor) in values {
+        let dtype = tensor.data.dtype();
+        let allowed = match storage {
+            StorageType::Int8 => matches!(dtype, DType::I8 | DType::F16),
+            StorageType::F16 => dtype == DType::F16,
+            StorageType::F32 => dtype == DType::F32,
+        };
+        if !allowed {
+            return Err(WeightsError::Payload(format!("tensor {name} is {dtype:?}, but the header says {storage} storage")));
+        }
         let dims = tensor.data.shape().to_vec();
         let restored = match tensor.data.dtype() {
             DType::F16 | DType::F32 => tensor.data.convert_dtype(DType::F32),
@@ -659,7 +673,7 @@ mod tests {
         let (_, file) = int8_linear_file();
         let payload = pack(vec![
             tensor("weight", DType::I8, vec![3, 2], vec![1; 6]),
-            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+            tensor("bias", DType::F16, vec![2], vec![0; 4]),
         ]);
 
         let error = load_linear(&with_payload(&file, payload)).unwrap_err();
@@ -700,12 +714,40 @@ mod tests {
         let (_, file) = int8_linear_file();
         let payload = pack(vec![
             tensor("weight", DType::I64, vec![3, 2], vec![0; 48]),
-            tensor("bias", DType::F32, vec![2], vec![0; 8]),
+            tensor("bias", DType::F16, vec![2], vec![0; 4]),
         ]);
 
         let error = load_linear(&with_payload(&file, payload)).unwrap_err();
 
-        assert!(error.to_string().contains("expected f16, f32 or i8"), "{error}");
+        assert!(matches!(error, WeightsError::Payload(_)), "{error}");
+        assert!(error.to_string().contains("I64"), "{error}");
+    }
+
+    #[test]
+    fn tensor_type_other_than_the_header_storage_is_rejected() {
+        let file = linear_file();
+        let payload = pack(vec![
+            tensor("weight", DType::I8, vec![3, 2], vec![1; 6]),
+            tensor("weight:scale", DType::F32, vec![1, 1], vec![0; 4]),
+            tensor("bias", DType::F16, vec![2], vec![0; 4]),
+        ]);
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
+
+        assert!(error.to_string().contains("the header says f16 storage"), "{error}");
+    }
+
+    #[test]
+    fn huge_config_is_rejected_before_allocating() {
+        // 2^34 × 2 weights would need 128 GiB; the load must fail on the shapes without
+        // initializing the module's parameters.
+        let file = linear_file();
+        let error = load(&file, ModelKind::Classifier, &Device::flex(), |_: &serde_json::Value, device| {
+            Ok(LinearConfig::new(1 << 34, 2).init(device))
+        })
+        .unwrap_err();
+
+        assert!(matches!(error, WeightsError::Record { .. }), "{error}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use shared::autoencoder::{export_autoencoder, load_autoencoder};
 use shared::classifier::{export_classifier, load_classifier};
@@ -28,6 +28,7 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
         .with_context(|| format!("failed to re-encode {}", args.weights.display()))?;
 
     let out = args.out.as_deref().unwrap_or(&args.weights);
+    check_out(out, header.kind)?;
     atomic::write(out, &bytes)?;
     update_card(out, &bytes, &format!("{storage}, converted from {} by `trainer convert`", header.storage))?;
     info!(
@@ -66,10 +67,38 @@ pub fn reencode(file: &[u8], kind: ModelKind, storage: StorageType) -> Result<Ve
     }
 }
 
+/// Refuses to write over a file that is not a weights file of `kind`, so converting cannot
+/// replace another model or an unrelated file.
+fn check_out(out: &Path, kind: ModelKind) -> Result<()> {
+    let existing = match std::fs::read(out) {
+        Ok(existing) => existing,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error).with_context(|| format!("cannot write {}", out.display())),
+    };
+    match decode(&existing) {
+        Ok((header, _)) if header.kind == kind => Ok(()),
+        Ok((header, _)) => bail!(
+            "--out {} holds a {} model, not {kind}; give another path or delete it first",
+            out.display(),
+            header.kind
+        ),
+        Err(_) => bail!(
+            "--out {} exists and is not a weights file; give another path or delete it first",
+            out.display()
+        ),
+    }
+}
+
 fn update_card(weights: &Path, bytes: &[u8], storage: &str) -> Result<()> {
     let card_path = weights.with_extension("md");
-    let Ok(card) = std::fs::read_to_string(&card_path) else {
-        return Ok(());
+    let card = match std::fs::read_to_string(&card_path) {
+        Ok(card) => card,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!("converted {}, but failed to read its card {}; fix its permissions", weights.display(), card_path.display())
+            });
+        }
     };
     let file_name = weights.file_name().unwrap_or_default().to_string_lossy();
     let card = with_weights_file(&card, &file_name, bytes, storage);

@@ -128,6 +128,21 @@ fn convert_to_another_file_keeps_the_input() {
 }
 
 #[test]
+fn convert_refuses_to_overwrite_another_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = copy_bundled("vae-2d", dir.path());
+    let other = copy_bundled("autoencoder", dir.path());
+    let original = std::fs::read(&other).unwrap();
+
+    let output = trainer(&["convert", "--weights", weights.to_str().unwrap(), "--storage", "f16", "--out", other.to_str().unwrap()]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("holds a autoencoder model, not vae"), "{message}");
+    assert_eq!(std::fs::read(&other).unwrap(), original);
+}
+
+#[test]
 fn convert_of_a_corrupt_file_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("broken.bin");
