@@ -47,14 +47,14 @@ fn check_target(path: &Path) -> Result<Option<fs::Metadata>> {
     match fs::symlink_metadata(path) {
         Ok(metadata) if metadata.is_file() => Ok(Some(metadata)),
         Ok(metadata) => {
-            let what = if metadata.is_dir() {
+            let entry_kind = if metadata.is_dir() {
                 "a directory"
             } else if metadata.file_type().is_symlink() {
                 "a symbolic link"
             } else {
                 "not a regular file"
             };
-            bail!("cannot write {}: it is {what}; give the path of a regular file", path.display())
+            bail!("cannot write {}: it is {entry_kind}; give the path of a regular file", path.display())
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error).with_context(|| format!("cannot write {}", path.display())),
