@@ -3,13 +3,13 @@
 //! A tensor of two or more dimensions is stored as signed bytes `q` and a scale tensor `s` of
 //! the same rank whose dimensions are 1 except along one channel axis, so `w ≈ q · s` with `s`
 //! broadcast. The scale of a channel is its largest magnitude over 127 (symmetric rounding, no
-//! zero point). The axis is the one that gives the smallest squared rounding error among those
-//! with at least [`MIN_VALUES_PER_SCALE`] values per channel, so the format needs no knowledge of
-//! which layer a tensor belongs to, and a tensor with no such axis gets a single scale.
+//! zero point). The axis is the one with the smallest squared rounding error among those with at
+//! least [`MIN_VALUES_PER_SCALE`] values per channel, so the format needs no knowledge of layers.
+//! A tensor with no such axis gets a single scale.
 
-/// Fewest values that share one scale. Fewer would spend more bytes on f32 scales than on the
-/// values: a `[1568, 2]` matrix scaled along its first axis would store 2 bytes of values and 4
-/// bytes of scale per row.
+/// Minimum number of values that share one scale. With fewer, the f32 scales would cost more
+/// bytes than the values: a `[1568, 2]` matrix scaled along its first axis would store 2 bytes of
+/// values and 4 bytes of scale per row.
 pub const MIN_VALUES_PER_SCALE: usize = 16;
 
 /// A tensor rounded to 8 bits per value.
@@ -61,14 +61,19 @@ pub fn quantize(values: &[f32], dims: &[usize]) -> Int8Tensor {
     assert!(!dims.is_empty(), "quantize needs at least one dimension");
     assert_eq!(dims.iter().product::<usize>(), values.len(), "shape and value count disagree");
 
-    let candidates = (0..dims.len()).filter(|&axis| dims[axis] * MIN_VALUES_PER_SCALE <= values.len());
-    let best = candidates
-        .map(|axis| (axis, rounding_error(values, dims, axis)))
-        .fold(None, |best: Option<(usize, f64)>, candidate| match best {
-            Some(best) if best.1 <= candidate.1 => Some(best),
-            _ => Some(candidate),
-        });
-    quantize_along(values, dims, best.map(|(axis, _)| axis))
+    let mut best: Option<(Int8Tensor, f64)> = None;
+    for axis in (0..dims.len()).filter(|&axis| dims[axis] * MIN_VALUES_PER_SCALE <= values.len()) {
+        let quantized = quantize_along(values, dims, Some(axis));
+        let error = rounding_error(values, dims, &quantized);
+        if best.as_ref().is_none_or(|(_, best_error)| error < *best_error) {
+            best = Some((quantized, error));
+        }
+    }
+
+    match best {
+        Some((quantized, _)) => quantized,
+        None => quantize_along(values, dims, None),
+    }
 }
 
 /// Restores the float values of an 8-bit tensor of shape `dims`.
@@ -146,8 +151,7 @@ fn quantize_along(values: &[f32], dims: &[usize], axis: Option<usize>) -> Int8Te
     }
 }
 
-fn rounding_error(values: &[f32], dims: &[usize], axis: usize) -> f64 {
-    let quantized = quantize_along(values, dims, Some(axis));
+fn rounding_error(values: &[f32], dims: &[usize], quantized: &Int8Tensor) -> f64 {
     let restored = dequantize(&quantized.values, dims, &quantized.scales, &quantized.scale_dims)
         .expect("quantize_along returns consistent shapes");
     values
@@ -162,7 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_error_is_at_most_half_a_step() {
+    fn round_trip_error_within_half_step() {
         let dims = [3, 16, 2];
         let values: Vec<f32> = (0..96).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.013).collect();
 

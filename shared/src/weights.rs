@@ -17,7 +17,7 @@
 //!
 //! With [`StorageType::Int8`] (version 2) the record is rewritten before it is stored. Every
 //! tensor of two or more dimensions becomes an `i8` tensor of the same name, and an `f32` tensor
-//! named with [`SCALE_SUFFIX`] holds its scales (see [`crate::quantize`]). The other tensors
+//! named with [`SCALE_SUFFIX`] contains its scales (see [`crate::quantize`]). The other tensors
 //! become f16. Loading turns the payload back into an f32 record before Burn applies it.
 
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ const PREFIX_LEN: usize = 16;
 /// Largest accepted channel count or vector size in a config read from a file, so a crafted
 /// header cannot make the loader allocate a huge module. The bundled models use at most 256.
 // NOTE: this bounds each size, not their product. A VAE header with 1024 channels and latent
-// size asks for layers of about 200 MB, which the loader may allocate before the shape check.
+// size requests layers of about 200 MB, which the loader may allocate before the shape check.
 pub const MAX_CONFIG_DIM: usize = 1024;
 
 /// The kind of model a weights file holds.
@@ -231,12 +231,23 @@ pub fn encode<M: Module>(
         StorageType::F16 | StorageType::F32 => record.to_vec(),
     };
 
+    assemble(kind, config, storage, &payload)
+}
+
+/// Writes the prefix and a header for `payload`, its length and SHA-256 included, then the
+/// payload itself.
+pub fn assemble(
+    kind: ModelKind,
+    config: serde_json::Value,
+    storage: StorageType,
+    payload: &[u8],
+) -> Result<Vec<u8>, WeightsError> {
     let header = WeightsHeader {
         kind,
         config,
         storage,
         payload_len: payload.len() as u64,
-        payload_sha256: sha256_hex(&payload),
+        payload_sha256: sha256_hex(payload),
     };
     let header = serde_json::to_vec(&header).map_err(|e| WeightsError::Header(e.to_string()))?;
     let header_len = u32::try_from(header.len())
@@ -249,7 +260,7 @@ pub fn encode<M: Module>(
     file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     file.extend_from_slice(&header_len.to_le_bytes());
     file.extend_from_slice(&header);
-    file.extend_from_slice(&payload);
+    file.extend_from_slice(payload);
     Ok(file)
 }
 
@@ -336,7 +347,7 @@ where
 
     let cpu = Device::flex();
     let module = build(&config, &cpu).map_err(WeightsError::Config)?;
-    // The record holds f32 tensors, the modules' type, so it loads as it is. Casting to the
+    // The record contains f32 tensors, the modules' type, so it loads as it is. Casting to the
     // module's type would initialize every parameter first, and a crafted config with huge
     // layers would allocate gigabytes before the shape check rejects it.
     let record = ModuleRecord::from_bytes(float_record(payload, header.storage)?).map_err(|source| {
@@ -600,15 +611,8 @@ mod tests {
 
     /// Replaces a file's payload and fixes its length and checksum, as a crafted file would.
     fn with_payload(file: &[u8], payload: Vec<u8>) -> Vec<u8> {
-        let (mut header, _) = decode(file).unwrap();
-        header.payload_len = payload.len() as u64;
-        header.payload_sha256 = sha256_hex(&payload);
-        let header = serde_json::to_vec(&header).unwrap();
-        let mut crafted = file[..12].to_vec();
-        crafted.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        crafted.extend_from_slice(&header);
-        crafted.extend_from_slice(&payload);
-        crafted
+        let (header, _) = decode(file).unwrap();
+        assemble(header.kind, header.config, header.storage, &payload).unwrap()
     }
 
     fn int8_linear_file() -> (Linear, Vec<u8>) {
@@ -724,7 +728,7 @@ mod tests {
     }
 
     #[test]
-    fn tensor_type_other_than_the_header_storage_is_rejected() {
+    fn tensor_type_mismatch_is_rejected() {
         let file = linear_file();
         let payload = pack(vec![
             tensor("weight", DType::I8, vec![3, 2], vec![1; 6]),

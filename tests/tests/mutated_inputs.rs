@@ -13,7 +13,7 @@ use shared::latent::SeededRng;
 use shared::manifest::Manifest;
 use shared::mnist::{parse_images, parse_labels};
 use shared::vae::load_vae;
-use shared::weights::{MAGIC, ModelKind, decode, sha256_hex};
+use shared::weights::{ModelKind, assemble, decode};
 
 /// Mutated inputs per decoder.
 const CASES: usize = 300;
@@ -77,16 +77,8 @@ fn mutated_weights_never_panic() {
 /// Returns `file` with `payload` in place of its own, and the header's length and checksum set
 /// to match, as a crafted file would have them.
 fn with_payload(file: &[u8], payload: &[u8]) -> Vec<u8> {
-    let (mut header, _) = decode(file).unwrap();
-    header.payload_len = payload.len() as u64;
-    header.payload_sha256 = sha256_hex(payload);
-    let header = serde_json::to_vec(&header).unwrap();
-
-    let mut crafted = file[..MAGIC.len() + 4].to_vec();
-    crafted.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    crafted.extend_from_slice(&header);
-    crafted.extend_from_slice(payload);
-    crafted
+    let (header, _) = decode(file).unwrap();
+    assemble(header.kind, header.config, header.storage, payload).unwrap()
 }
 
 #[test]

@@ -146,7 +146,7 @@ pub struct TrainArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
-    /// How the exported weights are stored [default: int8].
+    /// Storage type of the exported weights [default: int8].
     #[arg(long, value_enum)]
     pub storage: Option<StorageArg>,
     /// Folder for samples, losses, checkpoints and the exported weights [default: runs/MODEL].
@@ -250,7 +250,7 @@ pub struct ConvertArgs {
     /// The storage type to write.
     #[arg(long, value_enum)]
     pub storage: StorageArg,
-    /// Where to write the result [default: over `--weights`].
+    /// Output file [default: the `--weights` file, replaced].
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

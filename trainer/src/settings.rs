@@ -28,7 +28,7 @@ pub struct ConfigFile {
     pub limit: Option<usize>,
     /// Latent size of the VAE and the GANs, code size of the autoencoder.
     pub latent_dim: Option<usize>,
-    /// How the exported weights are stored: `int8`, `f16` or `f32`.
+    /// Storage type of the exported weights: `int8`, `f16` or `f32`.
     pub storage: Option<StorageType>,
 }
 
@@ -70,7 +70,7 @@ pub struct Settings {
     pub limit: Option<usize>,
     /// Latent (or code) size; `None` keeps the model's default.
     pub latent_dim: Option<usize>,
-    /// How the exported weights are stored.
+    /// Storage type of the exported weights.
     pub storage: StorageType,
     /// The model's architecture and optimiser settings, as its `Config` serializes them.
     pub model_config: serde_json::Value,

@@ -13,7 +13,7 @@ use shared::autoencoder::{AutoencoderConfig, load_autoencoder};
 use shared::classifier::{ClassifierConfig, load_classifier};
 use shared::dcgan::{GeneratorConfig, load_generator};
 use shared::vae::{VaeConfig, load_vae};
-use shared::weights::{FORMAT_VERSION, MAGIC, ModelKind, StorageType, WeightsHeader, sha256_hex};
+use shared::weights::{ModelKind, StorageType, assemble};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&selector, payload)) = input.split_first() else {
@@ -28,20 +28,7 @@ fuzz_target!(|input: &[u8]| {
         ModelKind::Classifier => serde_json::to_value(ClassifierConfig::new()),
     }
     .expect("default configs serialize");
-    let header = WeightsHeader {
-        kind,
-        config,
-        storage,
-        payload_len: payload.len() as u64,
-        payload_sha256: sha256_hex(payload),
-    };
-    let header = serde_json::to_vec(&header).expect("headers serialize");
-
-    let mut file = MAGIC.to_vec();
-    file.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    file.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    file.extend_from_slice(&header);
-    file.extend_from_slice(payload);
+    let file = assemble(kind, config, storage, payload).expect("default headers fit the header limit");
 
     let device = Device::flex();
     let _ = match kind {
