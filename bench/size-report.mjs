@@ -18,6 +18,9 @@ const SCRIPT = 'bench/size-report.mjs';
 const FIRST_VIEW_MODEL_ID = 'dcgan';
 const FIRST_VIEW_MODEL_KIND = 'dcgan';
 
+/** Files of the CPU compute worker, which the page starts before its first model. */
+const CPU_WORKER_FILES = ['worker.js', 'cpu-worker.js', 'cpu-worker_bg.wasm'];
+
 const USAGE = `Usage: node ${SCRIPT} [--dist DIR] [--json FILE]
 
 Prints a Markdown table of every file in the built page with its size in bytes, gzip-compressed
@@ -90,16 +93,17 @@ function importedModules(text, modulePath) {
  * 2. The stylesheet, JS glue and wasm module that index.html references. Trunk puts content hashes
  *    in these names, so they are read from index.html, together with the relative modules that
  *    the JS files import (wasm-bindgen snippets, if any).
- * 3. `weights/manifest.json`, which the page reads before any weights (web/src/registry.rs).
- * 4. The weights file of the manifest entry with id `dcgan`: the Generate tab opens first and its
+ * 3. The CPU compute worker, which the page starts before its first model (web/src/pool.rs):
+ *    `worker.js`, `cpu-worker.js` and `cpu-worker_bg.wasm`. Trunk names worker files without a
+ *    hash. The WebGPU worker (`gpu-worker.js`, `gpu-worker_bg.wasm`) is fetched only after the
+ *    first digits, and only in a browser with a WebGPU adapter, so it is left out.
+ * 4. `weights/manifest.json`, which the page reads before any weights (web/src/registry.rs).
+ * 5. The weights file of the manifest entry with id `dcgan`: the Generate tab opens first and its
  *    default view, Random digits, runs the DCGAN (web/src/app.rs, web/src/view.rs). The page looks
  *    the entry up by id, and this function also checks that its kind is `dcgan`.
  *
  * The conditional GAN, autoencoder and VAE weights, the test digits and the model cards are
  * fetched only when the visitor picks another view or tab, so they are left out.
- *
- * NOTE: each file is counted once, but the page requests weights/manifest.json four times on
- * first view, because the three model-facts lists and the Generate part fetch it at the same time.
  */
 export async function firstViewFiles(distDir) {
   const indexHtml = await readFile(join(distDir, 'index.html'), 'utf8');
@@ -117,6 +121,13 @@ export async function firstViewFiles(distDir) {
     if (path.endsWith('.js')) {
       pending.push(...importedModules(await readFile(join(distDir, path), 'utf8'), path));
     }
+  }
+
+  for (const path of CPU_WORKER_FILES) {
+    if (!existsSync(join(distDir, path))) {
+      throw new InputError(`${distDir}/${path}, which the page starts its CPU worker with, is missing: rebuild the dist folder with make build`);
+    }
+    files.push(path);
   }
 
   const manifestPath = 'weights/manifest.json';
@@ -185,7 +196,7 @@ function renderReport({ distDir, files, firstView, total, firstViewTotal }) {
     '### First view',
     '',
     'The files the page fetches before it shows the first grid of digits: index.html, the files it references,',
-    'the weights manifest and the DCGAN weights that the Generate tab runs by default.',
+    'the CPU worker, the weights manifest and the DCGAN weights that the Generate tab runs by default.',
     '',
     markdownTable(['#', 'file', 'bytes', 'gzip', 'brotli'], firstViewRows, [0, 2, 3, 4]),
   ].join('\n');

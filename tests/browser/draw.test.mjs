@@ -255,7 +255,7 @@ test('backend select reloads the autoencoder', { timeout: TEST_TIMEOUT_MS }, asy
   const browser = await launchBrowser({ webgpu: true });
   try {
     await withDiagnostics(async (track) => {
-      const opened = await openReady(browser.context, track, '?tab=draw&test-digit=0');
+      const opened = await openReady(browser.context, track, '?tab=draw&test-digit=0&backend=webgpu');
       await waitUntil(opened, 'test digit 0 is reconstructed',
         () => document.querySelector('#reconstruction-error')?.dataset.value !== undefined);
       assert.equal(await opened.page.locator('#backend').getAttribute('data-backend'), 'webgpu');

@@ -157,7 +157,7 @@ for (const backend of ['cpu', 'webgpu']) {
     const firstRequest = server.requests.length;
     try {
       await withDiagnostics(async (track) => {
-        const opened = await openReady(browser.context, track, '?tab=latent&seed=3');
+        const opened = await openReady(browser.context, track, `?tab=latent&seed=3&backend=${backend}`);
         assert.equal(await opened.page.locator('#backend').getAttribute('data-backend'), backend);
         await assertLatentSpace(opened);
         assert.deepEqual(opened.pageErrors, [], 'the page threw uncaught errors');

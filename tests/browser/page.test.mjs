@@ -24,6 +24,7 @@ import {
   standardDeviation,
   tilePixels,
   waitForState,
+  waitUntil,
   withDiagnostics,
 } from './lib/browser.mjs';
 import { startStaticServer } from './lib/server.mjs';
@@ -135,11 +136,17 @@ test('first view fetches each file once', { timeout: TEST_TIMEOUT_MS }, async ()
         fetched.set(path, (fetched.get(path) ?? 0) + 1);
       }
     });
+    let workers = 0;
     await withDiagnostics(async (track) => {
-      await openReady(browser.context, track, '');
+      const opened = await openReady(browser.context, track, '');
+      workers = opened.page.workers().length;
     });
 
-    const repeated = [...fetched].filter(([, count]) => count > 1).map(([path, count]) => `${path} ×${count}`);
+    // Each worker loads its script and the small JavaScript glue of its build itself; the
+    // server forbids caching, so those come once per worker. The wasm file is fetched once.
+    const perWorker = ['/worker.js', '/cpu-worker.js'];
+    const allowed = (path) => (perWorker.includes(path) ? workers : 1);
+    const repeated = [...fetched].filter(([path, count]) => count > allowed(path)).map(([path, count]) => `${path} ×${count}`);
     assert.deepEqual(repeated, [], `the first view fetched files more than once: ${repeated.join(', ')}`);
     assert.ok(fetched.has('/weights/manifest.json'), 'the first view did not fetch weights/manifest.json');
   } finally {
@@ -172,17 +179,64 @@ test('browser without wasm simd gets a message', { timeout: TEST_TIMEOUT_MS }, a
   }
 });
 
-test('webgpu draws a grid', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('page moves to webgpu after the first grid', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: true });
   try {
     await withDiagnostics(async (track) => {
       const opened = await openReady(browser.context, track, '');
+      await waitUntil(opened, 'the page runs on WebGPU', () => document.querySelector('#backend')?.dataset.backend === 'webgpu');
+
+      await opened.page.locator('button#generate').click();
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'generating on WebGPU failed');
       assert.equal(await backendOf(opened.page), 'webgpu');
       assert.match(await opened.page.locator('#timing').textContent(), /\d+(\.\d+)?\s*ms/);
       await assertDigitGrid(opened.page);
+      assert.equal((await opened.page.locator('#notice').textContent()).trim(), '', 'a notice appeared');
       assert.deepEqual(opened.pageErrors, [], 'the page threw uncaught errors');
     });
   } finally {
+    await browser.close();
+  }
+});
+
+test('cpu work runs in workers without the webgpu build', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    const fetched = [];
+    browser.context.on('request', (request) => fetched.push(new URL(request.url()).pathname));
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '');
+      const cores = await opened.page.evaluate(() => navigator.hardwareConcurrency);
+      const workers = opened.page.workers().map((worker) => new URL(worker.url()).search);
+      assert.deepEqual(workers, Array(Math.min(Math.max(cores, 1), 4)).fill('?build=cpu-worker'));
+      await waitUntil(opened, 'the notice says why WebGPU is unused', () => /WebGPU/.test(document.querySelector('#notice')?.textContent ?? ''));
+    });
+
+    assert.ok(fetched.includes('/cpu-worker_bg.wasm'), `the page did not fetch the CPU worker: ${fetched.join(', ')}`);
+    const gpuFiles = fetched.filter((path) => path.startsWith('/gpu-worker'));
+    assert.deepEqual(gpuFiles, [], 'a browser without a WebGPU adapter fetched the WebGPU worker');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('missing worker build shows retry', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  const workerPath = '/cpu-worker_bg.wasm';
+  try {
+    server.failPath(workerPath);
+    await withDiagnostics(async (track) => {
+      const opened = track(await openPage(browser.context, `${server.url}?seed=2`));
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
+      assert.match(await opened.page.locator('#error').textContent(), /cpu-worker_bg\.wasm/);
+
+      server.restorePath(workerPath);
+      await opened.page.locator('button#retry').click();
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'retry did not recover');
+      await assertDigitGrid(opened.page);
+    });
+  } finally {
+    server.restorePath(workerPath);
     await browser.close();
   }
 });
@@ -266,7 +320,7 @@ test('backend select switches backend', { timeout: TEST_TIMEOUT_MS }, async () =
   const browser = await launchBrowser({ webgpu: true });
   try {
     await withDiagnostics(async (track) => {
-      const opened = await openReady(browser.context, track, '?seed=3');
+      const opened = await openReady(browser.context, track, '?seed=3&backend=webgpu');
       const select = opened.page.locator('select#backend-select');
       assert.equal(await backendOf(opened.page), 'webgpu');
       assert.equal(await select.inputValue(), 'webgpu');

@@ -13,13 +13,13 @@ use tracing::info;
 
 use crate::atomic;
 use crate::card::with_weights_file;
+use crate::input::read_weights_file;
 use crate::cli::ConvertArgs;
 
 /// Runs `trainer convert`: writes the weights in `--storage` over the input, or to `--out`,
 /// and updates the model card beside the output when there is one.
 pub fn convert(args: &ConvertArgs) -> Result<()> {
-    let input = std::fs::read(&args.weights)
-        .with_context(|| format!("failed to read the weights file {}", args.weights.display()))?;
+    let input = read_weights_file(&args.weights, "the weights file")?;
     let (header, _) = decode(&input)
         .with_context(|| format!("{} is not a valid weights file", args.weights.display()))?;
     let storage = StorageType::from(args.storage);

@@ -22,6 +22,7 @@ use crate::classify::{accuracy, predict};
 use crate::cli::{EvalArgs, ModelArg};
 use crate::data::{images_tensor, matrix};
 use crate::device;
+use crate::input::read_weights_file;
 use crate::metrics::{Gaussian, frechet_distance, log_sum_exp};
 
 /// The metrics of one model, by name, in the order they were computed.
@@ -88,8 +89,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 
 /// Computes the metrics of the model in `args.weights`.
 pub fn evaluate(args: &EvalArgs) -> Result<Evaluation> {
-    let file = std::fs::read(&args.weights)
-        .with_context(|| format!("failed to read the weights file {}", args.weights.display()))?;
+    let file = read_weights_file(&args.weights, "the weights file")?;
     let device = device::device(args.backend)?;
     let test = load_split(&args.data_dir, Split::Test)?;
     let kind = args.model.kind();
@@ -150,11 +150,8 @@ fn load_reference(args: &EvalArgs, device: &Device) -> Result<Classifier> {
     let path = args.classifier.clone().unwrap_or_else(|| {
         args.weights.parent().unwrap_or(Path::new(".")).join("classifier.bin")
     });
-    let file = std::fs::read(&path).with_context(|| {
-        format!(
-            "failed to read the reference classifier {}; train one with `trainer train classifier` and pass it with --classifier",
-            path.display()
-        )
+    let file = read_weights_file(&path, "the reference classifier").map_err(|error| {
+        anyhow!("{error:#}; train one with `trainer train classifier` and pass it with --classifier")
     })?;
     let (_, classifier) = load_classifier(&file, device).with_context(|| format!("failed to load {}", path.display()))?;
     Ok(classifier)

@@ -12,6 +12,7 @@ pub mod device;
 pub mod download;
 pub mod eval;
 pub mod gan;
+pub mod input;
 pub mod logging;
 pub mod metrics;
 pub mod png;

@@ -12,6 +12,7 @@ use shared::weights::ModelKind;
 use crate::autoencoding::MAP_SIDE;
 use crate::cli::{ModelArg, SampleArgs};
 use crate::data::matrix;
+use crate::input::read_weights_file;
 use crate::{device, png};
 
 /// Digits per row of a sample grid.
@@ -19,8 +20,7 @@ pub const GRID_COLUMNS: usize = 8;
 
 /// Runs `trainer sample`.
 pub fn sample(args: &SampleArgs) -> Result<()> {
-    let file = std::fs::read(&args.weights)
-        .with_context(|| format!("failed to read the weights file {}", args.weights.display()))?;
+    let file = read_weights_file(&args.weights, "the weights file")?;
     let device = device::device(args.backend)?;
 
     let kind = match args.model {

@@ -142,6 +142,34 @@ impl Settings {
         Ok(serde_json::to_string_pretty(&settings)?)
     }
 
+    /// Lists the settings that differ from `saved`, the `config.json` of the run being resumed,
+    /// one line each with the flag that restores the run's value. The epoch count and the
+    /// model config, which follows from the other settings, are left out.
+    pub fn changes_from(&self, saved: &serde_json::Value) -> Vec<String> {
+        let Ok(serde_json::Value::Object(current)) = serde_json::to_value(self) else {
+            return Vec::new();
+        };
+
+        let mut changes = Vec::new();
+        for (key, value) in &current {
+            if key == "epochs" || key == "model_config" {
+                continue;
+            }
+            let Some(before) = saved.get(key) else { continue };
+            if before == value {
+                continue;
+            }
+            let flag = key.replace('_', "-");
+            let restore = match before {
+                serde_json::Value::Null => format!("leave out --{flag}"),
+                serde_json::Value::String(text) => format!("pass --{flag} {text}"),
+                other => format!("pass --{flag} {other}"),
+            };
+            changes.push(format!("{key} is {value} now but was {before} in the run; {restore} to keep the run's value"));
+        }
+        changes
+    }
+
     /// Builds the model's trainee, fresh or from `resume`, and runs the epoch loop.
     pub fn dispatch(&self, session: &Session, resume: Option<Checkpoint>) -> Result<()> {
         match self.model {
@@ -181,6 +209,42 @@ mod tests {
 
         assert_eq!(file.batch_size, Some(64));
         assert_eq!(file.seed, Some(9));
+    }
+
+    fn dcgan_settings() -> Settings {
+        Settings {
+            model: ModelKind::Dcgan,
+            epochs: 5,
+            batch_size: 128,
+            learning_rate: 2e-4,
+            seed: 0,
+            limit: None,
+            latent_dim: None,
+            storage: StorageType::Int8,
+            model_config: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn changed_storage_names_the_flag() {
+        let mut run = dcgan_settings();
+        run.storage = StorageType::F16;
+        let saved: serde_json::Value = serde_json::from_str(&run.to_json(serde_json::json!({"channels": 64})).unwrap()).unwrap();
+
+        let changes = dcgan_settings().changes_from(&saved);
+
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert!(changes[0].contains("--storage f16"), "{changes:?}");
+    }
+
+    #[test]
+    fn more_epochs_are_no_change() {
+        let run = dcgan_settings();
+        let saved: serde_json::Value = serde_json::from_str(&run.to_json(serde_json::Value::Null).unwrap()).unwrap();
+        let mut resumed = dcgan_settings();
+        resumed.epochs = 20;
+
+        assert_eq!(resumed.changes_from(&saved), Vec::<String>::new());
     }
 
     #[test]

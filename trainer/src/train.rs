@@ -67,6 +67,20 @@ pub trait Trainee: Sized {
     fn config(&self) -> serde_json::Value;
 }
 
+/// Warns about each setting of a resumed run that differs from the run's saved `config.json`.
+fn warn_about_changed_settings(settings: &Settings, saved_path: &Path) {
+    let saved = fs::read(saved_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+    let Some(saved) = saved else {
+        warn!(path = %saved_path.display(), "the resumed run has no readable config.json, so changed settings cannot be reported");
+        return;
+    };
+    for change in settings.changes_from(&saved) {
+        warn!("resuming with other settings: {change}");
+    }
+}
+
 /// Runs `trainer train`.
 pub fn train(args: &TrainArgs) -> Result<()> {
     let settings = Settings::resolve(args)?;
@@ -130,6 +144,9 @@ impl Session<'_> {
         fs::create_dir_all(self.out.join("samples"))
             .with_context(|| format!("failed to create the output folder {}", self.out.display()))?;
         state.model = Some(settings.model);
+        if state.steps_done > 0 {
+            warn_about_changed_settings(settings, &self.out.join("config.json"));
+        }
         let config_json = settings.to_json(trainee.config())?;
         atomic::write(&self.out.join("config.json"), config_json.as_bytes())?;
 

@@ -1,5 +1,6 @@
-//! The inference engine: backend selection with a WebGPU warm-up, weights loading and the batch
-//! work of each model (generating, reconstructing, encoding and decoding).
+//! The inference engine that runs inside a compute worker (see [`crate::worker`]): backend
+//! initialization with a WebGPU warm-up, weights loading and the batch work of each model
+//! (generating, reconstructing, encoding and decoding).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,9 +12,10 @@ use shared::autoencoder::{Autoencoder, load_autoencoder};
 use shared::dcgan::{Generator, load_generator};
 use shared::vae::{Vae, load_vae};
 use shared::weights::ModelKind;
+use wasm_bindgen::{JsCast, JsValue};
 
 /// The compute backend a model runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
     /// The browser's WebGPU.
     WebGpu,
@@ -50,7 +52,7 @@ impl Backend {
 
 /// A weights file the page serves from `weights/`. Two files may contain the same kind of model
 /// (the two VAEs), so engines are keyed by file, not by [`ModelKind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum WeightsFile {
     /// The DCGAN generator.
     Dcgan,
@@ -98,7 +100,7 @@ impl WeightsFile {
     }
 
     /// Latent size the page's use of the file needs, where it needs a fixed one.
-    fn required_latent_dim(self) -> Option<usize> {
+    pub fn required_latent_dim(self) -> Option<usize> {
         match self {
             WeightsFile::Vae2d => Some(2),
             _ => None,
@@ -133,9 +135,7 @@ async fn init_webgpu() -> Result<Device, String> {
 
 #[cfg(feature = "webgpu")]
 async fn init_webgpu() -> Result<Device, String> {
-    let navigator = web_sys::window().ok_or("no window object")?.navigator();
-    let has_gpu = js_sys::Reflect::has(&navigator, &"gpu".into()).unwrap_or(false);
-    if !has_gpu {
+    if !has_webgpu() {
         return Err("this browser has no WebGPU (navigator.gpu is missing)".to_string());
     }
     Device::wgpu_options()
@@ -321,9 +321,18 @@ impl Engine {
     }
 }
 
-/// Milliseconds since page load, from `performance.now()`.
+/// Returns whether the global object, a window or a worker, offers `navigator.gpu`.
+pub fn has_webgpu() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
+        .ok()
+        .filter(|navigator| navigator.is_object())
+        .is_some_and(|navigator| js_sys::Reflect::has(&navigator, &JsValue::from_str("gpu")).unwrap_or(false))
+}
+
+/// Milliseconds since the page or worker started, from `performance.now()`.
 pub fn now() -> f64 {
-    web_sys::window()
-        .and_then(|window| window.performance())
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|performance| performance.dyn_into::<web_sys::Performance>().ok())
         .map_or(0.0, |performance| performance.now())
 }

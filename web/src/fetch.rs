@@ -1,7 +1,7 @@
 //! Fetching of static files next to the page.
 
 use js_sys::Uint8Array;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::Response;
 
@@ -9,6 +9,22 @@ use web_sys::Response;
 ///
 /// The error names the path and the HTTP status or network failure, so the page can show it.
 pub async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
+    Ok(Uint8Array::new(&fetch_buffer(path).await?).to_vec())
+}
+
+/// Fetches `path`, relative to the page, and returns its body as an `ArrayBuffer`, which stays
+/// outside the wasm memory.
+pub async fn fetch_buffer(path: &str) -> Result<JsValue, String> {
+    let response = fetch_response(path).await?;
+    let buffer = response
+        .array_buffer()
+        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))?;
+    JsFuture::from(buffer)
+        .await
+        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))
+}
+
+async fn fetch_response(path: &str) -> Result<Response, String> {
     let window = web_sys::window().ok_or("no window object")?;
     let response = JsFuture::from(window.fetch_with_str(path))
         .await
@@ -24,18 +40,11 @@ pub async fn fetch_bytes(path: &str) -> Result<Vec<u8>, String> {
             response.status_text()
         ));
     }
-
-    let buffer = response
-        .array_buffer()
-        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))?;
-    let buffer = JsFuture::from(buffer)
-        .await
-        .map_err(|error| format!("{path}: reading the body failed ({})", describe(&error)))?;
-    Ok(Uint8Array::new(&buffer).to_vec())
+    Ok(response)
 }
 
 /// Returns a short text for a JavaScript error value.
-pub fn describe(error: &wasm_bindgen::JsValue) -> String {
+pub fn describe(error: &JsValue) -> String {
     if let Some(error) = error.dyn_ref::<js_sys::Error>() {
         return String::from(error.message());
     }

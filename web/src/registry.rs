@@ -1,5 +1,9 @@
 //! The engines of the page: one per weights file, all on one backend, loaded on first use and
 //! shared by every part of the page.
+//!
+//! Without a backend in the URL or the menu, the page starts on the CPU, whose worker build is
+//! small, and after its first result loads the WebGPU build in the background when the browser
+//! offers a WebGPU adapter. Once a model passes its warm-up there, later work runs on WebGPU.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,14 +15,19 @@ use leptos::prelude::*;
 
 use shared::manifest::Manifest;
 
-use crate::engine::{Backend, Engine, WeightsFile};
+use crate::engine::{Backend, WeightsFile};
 use crate::fetch::fetch_bytes;
+use crate::pool::{Pool, RemoteEngine, probe_webgpu};
 
 /// Path of the weights manifest, relative to the page.
 const MANIFEST_PATH: &str = "weights/manifest.json";
 
 /// The manifest fetch, shared by every part of the page that needs the manifest while it runs.
 type ManifestFetch = Shared<LocalBoxFuture<'static, Result<Rc<Manifest>, String>>>;
+
+/// The start of a backend's workers, shared by every part of the page that needs them while it
+/// runs.
+type PoolStart = Shared<LocalBoxFuture<'static, Result<Rc<Pool>, String>>>;
 
 /// A backend the visitor picked in the menu. `serial` counts the picks, so each part can tell a
 /// pick it has not handled yet from one it has.
@@ -55,7 +64,10 @@ pub struct Engines {
     set_notice: WriteSignal<String>,
     /// The backend the visitor picked (`?backend=` or the menu), used while no engine is loaded.
     preferred: StoredValue<Option<Backend>>,
-    loaded: StoredValue<Vec<Rc<Engine>>, LocalStorage>,
+    loaded: StoredValue<Vec<Rc<RemoteEngine>>, LocalStorage>,
+    pools: StoredValue<HashMap<Backend, PoolStart>, LocalStorage>,
+    /// Whether the background move to WebGPU has started.
+    upgrade_started: StoredValue<bool>,
     weights: StoredValue<HashMap<WeightsFile, Rc<Vec<u8>>>, LocalStorage>,
     manifest: StoredValue<Option<ManifestFetch>, LocalStorage>,
 }
@@ -72,6 +84,8 @@ impl Engines {
             set_notice,
             preferred: StoredValue::new(preferred),
             loaded: StoredValue::new_local(Vec::new()),
+            pools: StoredValue::new_local(HashMap::new()),
+            upgrade_started: StoredValue::new(false),
             weights: StoredValue::new_local(HashMap::new()),
             manifest: StoredValue::new_local(None),
         }
@@ -85,15 +99,16 @@ impl Engines {
     }
 
     /// Returns the engine of `file` on `requested` (the current backend when `None`), loading it
-    /// when needed. A new backend drops the engines of the old one. Without a current backend,
-    /// or when WebGPU is requested, WebGPU is tried first and the CPU is the fallback.
+    /// when needed. A new backend drops the engines of the old one. When WebGPU is requested,
+    /// the CPU is the fallback; without any backend chosen, the page starts on the CPU.
     /// `progress` receives a description of each slow step.
     pub async fn ensure(
         self,
         file: WeightsFile,
         requested: Option<Backend>,
         progress: impl Fn(String),
-    ) -> Result<Rc<Engine>, String> {
+    ) -> Result<Rc<RemoteEngine>, String> {
+        self.loaded.update_value(|engines| engines.retain(|engine| engine.is_alive()));
         let engines = self.loaded.get_value();
         let current = engines.first().map(|engine| engine.backend);
         let target = requested.or(current).or_else(|| self.preferred.get_value());
@@ -103,22 +118,17 @@ impl Engines {
 
         let weights = self.fetch_weights(file, &progress).await?;
         let candidates: &[Backend] = match target {
-            Some(Backend::Cpu) => &[Backend::Cpu],
-            _ => &[Backend::WebGpu, Backend::Cpu],
+            Some(Backend::WebGpu) => &[Backend::WebGpu, Backend::Cpu],
+            _ => &[Backend::Cpu],
         };
         let mut failures = Vec::new();
         for &candidate in candidates {
-            progress(format!("Starting {}…", candidate.label()));
-            match Engine::load(candidate, file, &weights).await {
+            match self.load(file, &weights, candidate, &progress).await {
                 Ok(engine) => {
                     if !failures.is_empty() {
                         self.set_notice.set(format!("{}. Running on the CPU instead.", failures.join("; ")));
                     }
-                    self.loaded.update_value(|engines| {
-                        engines.retain(|e| e.backend == candidate && e.file != file);
-                        engines.push(engine.clone());
-                    });
-                    self.set_backend.set(Some(candidate));
+                    self.adopt(engine.clone());
                     return Ok(engine);
                 }
                 Err(reason) => failures.push(format!("{} is unavailable: {reason}", candidate.label())),
@@ -127,9 +137,85 @@ impl Engines {
         Err(failures.join("; "))
     }
 
+    /// Loads the model of `file` from `weights` on `backend`, starting the backend's workers
+    /// when needed.
+    async fn load(
+        self,
+        file: WeightsFile,
+        weights: &[u8],
+        backend: Backend,
+        progress: &impl Fn(String),
+    ) -> Result<Rc<RemoteEngine>, String> {
+        let pool = self.pool(backend, progress).await?;
+        progress(format!("Loading {} on {}…", file.path(), backend.label()));
+        RemoteEngine::load(pool, file, weights).await
+    }
+
+    /// Makes `engine` one of the page's engines and its backend the current one, dropping the
+    /// engines of any other backend and the older engine of its file.
+    fn adopt(self, engine: Rc<RemoteEngine>) {
+        self.loaded.update_value(|engines| {
+            engines.retain(|e| e.backend == engine.backend && e.file != engine.file);
+            engines.push(engine.clone());
+        });
+        self.set_backend.set(Some(engine.backend));
+    }
+
+    /// Returns the workers of `backend`, starting them on first use. Callers that arrive while
+    /// they start await the same start; a failed or stopped pool starts anew on the next call.
+    async fn pool(self, backend: Backend, progress: &impl Fn(String)) -> Result<Rc<Pool>, String> {
+        let existing = self.pools.with_value(|pools| pools.get(&backend).cloned());
+        let start = match existing.filter(|start| start.peek().is_none_or(|pool| pool.as_ref().is_ok_and(|pool| pool.is_alive()))) {
+            Some(start) => start,
+            None => {
+                progress(format!("Downloading and starting the {} workers…", backend.label()));
+                let start = Pool::start(backend).boxed_local().shared();
+                self.pools.update_value(|pools| {
+                    pools.insert(backend, start.clone());
+                });
+                start
+            }
+        };
+
+        let result = start.await;
+        if result.is_err() {
+            self.pools.update_value(|pools| {
+                pools.remove(&backend);
+            });
+        }
+        result
+    }
+
+    /// After the first result on the CPU, when the visitor chose no backend: moves the page to
+    /// WebGPU in the background if the browser offers an adapter and the model of `file` passes
+    /// its warm-up there. Runs once per page.
+    fn upgrade_in_background(self, file: WeightsFile) {
+        if self.upgrade_started.get_value() || self.preferred.get_value().is_some() {
+            return;
+        }
+        self.upgrade_started.set_value(true);
+
+        leptos::task::spawn_local(async move {
+            let loaded = match probe_webgpu().await {
+                Ok(()) => match self.fetch_weights(file, &|_| {}).await {
+                    Ok(weights) => self.load(file, &weights, Backend::WebGpu, &|_| {}).await,
+                    Err(reason) => Err(reason),
+                },
+                Err(reason) => Err(reason),
+            };
+            match loaded {
+                // The visitor may have picked a backend while WebGPU loaded; that pick wins.
+                Ok(engine) if self.preferred.get_value().is_none() => self.adopt(engine),
+                Ok(_) => {}
+                Err(reason) => self.set_notice.set(format!("{} is unavailable: {reason}. Running on the CPU.", Backend::WebGpu.label())),
+            }
+        });
+    }
+
     /// Runs `work` on the engine of `file`. When the work fails on WebGPU, the notice reports it and
     /// the work runs again on the CPU, so a GPU that breaks after its warm-up does not leave the
-    /// page without results.
+    /// page without results. After the first success on the CPU the move to WebGPU may start
+    /// (see [`Engines::ensure`]).
     pub async fn run<T, F, Fut>(
         self,
         file: WeightsFile,
@@ -138,7 +224,7 @@ impl Engines {
         work: F,
     ) -> Result<T, String>
     where
-        F: Fn(Rc<Engine>) -> Fut,
+        F: Fn(Rc<RemoteEngine>) -> Fut,
         Fut: Future<Output = Result<T, String>>,
     {
         let engine = self.ensure(file, requested, &progress).await?;
@@ -147,6 +233,12 @@ impl Engines {
                 self.set_notice.set(format!("WebGPU failed ({error}); switched to the CPU."));
                 let cpu = self.ensure(file, Some(Backend::Cpu), &progress).await?;
                 work(cpu).await
+            }
+            Ok(result) => {
+                if engine.backend == Backend::Cpu {
+                    self.upgrade_in_background(file);
+                }
+                Ok(result)
             }
             result => result,
         }
