@@ -8,7 +8,7 @@
 const build = new URL(self.location.href).searchParams.get('build');
 
 const reportFailure = (error) => {
-  const header = JSON.stringify({ Failed: { error: `${build}: starting the worker failed (${error}); reload the page` } });
+  const header = JSON.stringify({ Failed: { error: `${build}: starting the worker failed (${error}); check that worker.js, ${build}.js and ${build}_bg.wasm come from one build, then retry` } });
   self.postMessage({ id: 0, header });
 };
 

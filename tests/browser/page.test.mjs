@@ -220,26 +220,27 @@ test('cpu work runs in workers without the webgpu build', { timeout: TEST_TIMEOU
   }
 });
 
-test('missing worker build shows retry', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const browser = await launchBrowser({ webgpu: false });
-  const workerPath = '/cpu-worker_bg.wasm';
-  try {
-    server.failPath(workerPath);
-    await withDiagnostics(async (track) => {
-      const opened = track(await openPage(browser.context, `${server.url}?seed=2`));
-      assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
-      assert.match(await opened.page.locator('#error').textContent(), /cpu-worker_bg\.wasm/);
+for (const workerPath of ['/cpu-worker_bg.wasm', '/worker.js']) {
+  test(`missing ${workerPath.slice(1)} shows retry`, { timeout: TEST_TIMEOUT_MS }, async () => {
+    const browser = await launchBrowser({ webgpu: false });
+    try {
+      server.failPath(workerPath);
+      await withDiagnostics(async (track) => {
+        const opened = track(await openPage(browser.context, `${server.url}?seed=2`));
+        assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
+        assert.match(await opened.page.locator('#error').textContent(), new RegExp(workerPath.slice(1).replace('.', '\\.')));
 
+        server.restorePath(workerPath);
+        await opened.page.locator('button#retry').click();
+        assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'retry did not recover');
+        await assertDigitGrid(opened.page);
+      });
+    } finally {
       server.restorePath(workerPath);
-      await opened.page.locator('button#retry').click();
-      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready', 'retry did not recover');
-      await assertDigitGrid(opened.page);
-    });
-  } finally {
-    server.restorePath(workerPath);
-    await browser.close();
-  }
-});
+      await browser.close();
+    }
+  });
+}
 
 test('seed matches across backends', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: true });

@@ -20,7 +20,7 @@ impl Gaussian {
     /// Panics if `features.len()` is not a multiple of `dim` or there are fewer than 2 rows.
     pub fn fit(features: &[f32], dim: usize) -> Self {
         assert!(dim > 0, "the feature size is 0");
-        assert!(features.len() % dim == 0, "features are not whole rows of {dim}");
+        assert!(features.len().is_multiple_of(dim), "features are not whole rows of {dim}");
         let count = features.len() / dim;
         assert!(count >= 2, "a covariance needs at least 2 rows, got {count}");
 

@@ -118,7 +118,7 @@ fn truncated_download_leaves_nothing_behind() {
     let url = serve(vec![(format!("{}.gz", file.stem), Answer::Truncate(bytes))], 4);
     let dir = tempfile::tempdir().unwrap();
 
-    let error = download(dir.path(), &[url.clone()], &[file], false).unwrap_err();
+    let error = download(dir.path(), std::slice::from_ref(&url), &[file], false).unwrap_err();
 
     let message = format!("{error:#}");
     assert!(message.contains(&url), "{message}");

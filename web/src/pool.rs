@@ -16,7 +16,7 @@ use js_sys::WebAssembly;
 use shared::IMAGE_SIDE;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ErrorEvent, MessageEvent};
+use web_sys::{ErrorEvent, Event, MessageEvent};
 
 use crate::engine::{Backend, Batch, WeightsFile, now};
 use crate::fetch::{describe, fetch_buffer};
@@ -24,6 +24,9 @@ use crate::protocol::{self, READY_ID, Reply, Request, Work};
 
 /// Most CPU workers the page starts, whatever the number of cores.
 pub const MAX_CPU_WORKERS: usize = 4;
+
+/// Milliseconds a worker may take from its creation to its ready message.
+const START_TIMEOUT_MS: f64 = 30_000.0;
 
 /// Script that starts a worker with the build the page sends it (`web/worker.js`).
 const LOADER: &str = "worker.js";
@@ -75,7 +78,7 @@ struct WorkerHandle {
     label: String,
     // The event handlers, kept alive as long as the worker.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_error: Closure<dyn FnMut(ErrorEvent)>,
+    _on_error: Closure<dyn FnMut(Event)>,
 }
 
 impl WorkerHandle {
@@ -104,15 +107,19 @@ impl WorkerHandle {
         let on_error = {
             let waiting = waiting.clone();
             let label = label.clone();
-            Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
+            // A script that fails to load fires a plain Event; an exception in the worker fires
+            // an ErrorEvent with a message.
+            Closure::<dyn FnMut(Event)>::new(move |event: Event| {
                 event.prevent_default();
-                let detail = event.message();
-                let detail = if detail.is_empty() {
-                    format!("check that {LOADER}, {build}.js and {build}_bg.wasm are published next to the page")
+                let detail = event.dyn_ref::<ErrorEvent>().map(ErrorEvent::message).unwrap_or_default();
+                let reason = if detail.is_empty() {
+                    format!(
+                        "{label} could not start: check that {LOADER}, {build}.js and {build}_bg.wasm are published next to the page, then retry"
+                    )
                 } else {
-                    detail
+                    format!("{label} stopped: {detail}; retry to restart it")
                 };
-                waiting.borrow_mut().stop(format!("{label} stopped: {detail}; reload the page to restart it"));
+                waiting.borrow_mut().stop(reason);
             })
         };
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -135,7 +142,16 @@ impl WorkerHandle {
             .post_message(&start)
             .map_err(|error| format!("{}: sending the program failed ({})", handle.label, describe(&error)))?;
 
-        match ready.await? {
+        let timeout = async {
+            crate::page::sleep(START_TIMEOUT_MS).await;
+            Err::<(Reply, JsValue), String>(format!(
+                "{}: the worker did not start within {} s; check that {LOADER} and {build}.js are published next to the page, then retry",
+                handle.label,
+                START_TIMEOUT_MS / 1000.0
+            ))
+        };
+        let started = futures::future::select(Box::pin(ready), Box::pin(timeout)).await.factor_first().0;
+        match started? {
             (Reply::Ready, _) => Ok(handle),
             (Reply::Failed { error }, _) => Err(format!("{}: {error}", handle.label)),
             (other, _) => Err(format!("{}: unexpected first message {other:?}", handle.label)),
@@ -205,15 +221,21 @@ pub struct Pool {
 impl Pool {
     /// Downloads and compiles the worker build of `backend` once, then starts its workers.
     ///
-    /// Each worker loads the build's JavaScript glue itself; the wasm module is fetched and
+    /// For WebGPU, it first asks the browser for an adapter, so a browser without one never
+    /// downloads the WebGPU build. Each worker loads the build's JavaScript glue itself; the wasm module is fetched and
     /// compiled once here and sent to every worker.
     pub async fn start(backend: Backend) -> Result<Rc<Self>, String> {
+        if backend == Backend::WebGpu {
+            probe_webgpu().await?;
+        }
         let build = build_name(backend);
         let path = format!("{build}_bg.wasm");
         let buffer = fetch_buffer(&path).await?;
         let module: WebAssembly::Module = JsFuture::from(WebAssembly::compile(&buffer))
             .await
-            .map_err(|error| format!("{path}: compiling failed ({}); reload the page", describe(&error)))?
+            .map_err(|error| {
+                format!("{path}: compiling failed ({}); publish the page again from one build and retry", describe(&error))
+            })?
             .unchecked_into();
 
         let count = worker_count(backend);

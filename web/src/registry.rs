@@ -17,7 +17,7 @@ use shared::manifest::Manifest;
 
 use crate::engine::{Backend, WeightsFile};
 use crate::fetch::fetch_bytes;
-use crate::pool::{Pool, RemoteEngine, probe_webgpu};
+use crate::pool::{Pool, RemoteEngine};
 
 /// Path of the weights manifest, relative to the page.
 const MANIFEST_PATH: &str = "weights/manifest.json";
@@ -196,11 +196,8 @@ impl Engines {
         self.upgrade_started.set_value(true);
 
         leptos::task::spawn_local(async move {
-            let loaded = match probe_webgpu().await {
-                Ok(()) => match self.fetch_weights(file, &|_| {}).await {
-                    Ok(weights) => self.load(file, &weights, Backend::WebGpu, &|_| {}).await,
-                    Err(reason) => Err(reason),
-                },
+            let loaded = match self.fetch_weights(file, &|_| {}).await {
+                Ok(weights) => self.load(file, &weights, Backend::WebGpu, &|_| {}).await,
                 Err(reason) => Err(reason),
             };
             match loaded {

@@ -61,7 +61,7 @@ async fn answer(request: Request, data: &JsValue) -> Result<(Reply, Option<JsVal
         Request::Run { file, work, count } => {
             let engine = ENGINES
                 .with(|engines| engines.borrow().get(&file).cloned())
-                .ok_or_else(|| format!("{} is not loaded in this worker; reload the page", file.path()))?;
+                .ok_or_else(|| format!("{} is not loaded in this worker; retry to load it again", file.path()))?;
             let input = protocol::floats(data)?;
             let output = match work {
                 Work::Generate => engine.generate(input, count).await?.pixels,
