@@ -221,7 +221,7 @@ pub struct Pool {
 impl Pool {
     /// Downloads and compiles the worker build of `backend` once, then starts its workers.
     ///
-    /// For WebGPU, it first asks the browser for an adapter, so a browser without one never
+    /// For WebGPU, it first requests an adapter from the browser, so a browser without one never
     /// downloads the WebGPU build. Each worker loads the build's JavaScript glue itself; the wasm module is fetched and
     /// compiled once here and sent to every worker.
     pub async fn start(backend: Backend) -> Result<Rc<Self>, String> {
@@ -270,11 +270,9 @@ impl RemoteEngine {
             file,
             backend: pool.backend,
         };
-        let loads = pool.workers.iter().map(|worker| {
-            let data: JsValue = js_sys::Uint8Array::from(weights).into();
-            let request = &request;
-            async move { worker.request(request, &data, false).await }
-        });
+        // One copy out of the wasm memory; posting it clones it for each worker.
+        let data: JsValue = js_sys::Uint8Array::from(weights).into();
+        let loads = pool.workers.iter().map(|worker| worker.request(&request, &data, false));
         let replies = join_all(loads).await.into_iter().collect::<Result<Vec<_>, _>>()?;
 
         let Some((Reply::Loaded { latent_dim, input_dim }, _)) = replies.first().cloned() else {
@@ -344,10 +342,10 @@ impl RemoteEngine {
         });
         let replies = join_all(shares).await;
 
-        let mut pixels = Vec::new();
+        let mut pixels = Vec::with_capacity(values.len() / row_len * IMAGE_SIDE * IMAGE_SIDE);
         for reply in replies {
             let (_, data) = reply?;
-            pixels.extend(protocol::floats(&data)?);
+            protocol::append_floats(&data, &mut pixels)?;
         }
         Ok(Batch {
             pixels,
@@ -362,10 +360,8 @@ pub async fn probe_webgpu() -> Result<(), String> {
     if !crate::engine::has_webgpu() {
         return Err("this browser has no WebGPU (navigator.gpu is missing)".to_string());
     }
-    let gpu = web_sys::window()
-        .map(|window| window.navigator())
-        .and_then(|navigator| js_sys::Reflect::get(&navigator, &JsValue::from_str("gpu")).ok())
-        .ok_or("this browser has no WebGPU (navigator.gpu is missing)")?;
+    let gpu = js_sys::Reflect::get(&web_sys::window().ok_or("no window object")?.navigator(), &JsValue::from_str("gpu"))
+        .map_err(|_| "this browser has no WebGPU (navigator.gpu is missing)")?;
     let request = js_sys::Reflect::get(&gpu, &JsValue::from_str("requestAdapter"))
         .ok()
         .and_then(|function| function.dyn_into::<js_sys::Function>().ok())

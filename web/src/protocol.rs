@@ -97,6 +97,17 @@ pub fn floats(data: &JsValue) -> Result<Vec<f32>, String> {
         .ok_or_else(|| "a worker message carries no Float32Array".to_string())
 }
 
+/// Appends the values of `data` to `output`, checking that it is a `Float32Array`.
+pub fn append_floats(data: &JsValue, output: &mut Vec<f32>) -> Result<(), String> {
+    let array = data
+        .dyn_ref::<js_sys::Float32Array>()
+        .ok_or("a worker message carries no Float32Array")?;
+    let start = output.len();
+    output.resize(start + array.length() as usize, 0.0);
+    array.copy_to(&mut output[start..]);
+    Ok(())
+}
+
 /// Copies `data` into a vector of bytes, checking that it is a `Uint8Array`.
 pub fn bytes(data: &JsValue) -> Result<Vec<u8>, String> {
     data.dyn_ref::<js_sys::Uint8Array>()

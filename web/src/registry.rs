@@ -165,7 +165,13 @@ impl Engines {
     /// they start await the same start; a failed or stopped pool starts anew on the next call.
     async fn pool(self, backend: Backend, progress: &impl Fn(String)) -> Result<Rc<Pool>, String> {
         let existing = self.pools.with_value(|pools| pools.get(&backend).cloned());
-        let start = match existing.filter(|start| start.peek().is_none_or(|pool| pool.as_ref().is_ok_and(|pool| pool.is_alive()))) {
+        // A start still running is joined; a failed start or a pool with a stopped worker is not.
+        let usable = |start: &PoolStart| match start.peek() {
+            None => true,
+            Some(Ok(pool)) => pool.is_alive(),
+            Some(Err(_)) => false,
+        };
+        let start = match existing.filter(usable) {
             Some(start) => start,
             None => {
                 progress(format!("Downloading and starting the {} workers…", backend.label()));
@@ -211,8 +217,8 @@ impl Engines {
 
     /// Runs `work` on the engine of `file`. When the work fails on WebGPU, the notice reports it and
     /// the work runs again on the CPU, so a GPU that breaks after its warm-up does not leave the
-    /// page without results. After the first success on the CPU the move to WebGPU may start
-    /// (see [`Engines::ensure`]).
+    /// page without results. After the first success on the CPU, the move to WebGPU may start
+    /// (see [`Engines::upgrade_in_background`]).
     pub async fn run<T, F, Fut>(
         self,
         file: WeightsFile,
