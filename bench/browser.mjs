@@ -7,7 +7,7 @@
 // as for the browser tests whose helpers this script uses.
 
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -176,9 +176,11 @@ function summarize(values) {
 /**
  * Describes the requests the page made, from Playwright's request objects: URL path, resource
  * type, HTTP status, response body bytes and the time, in milliseconds after navigation start,
- * at which the response finished.
+ * at which the response finished. Chromium reports no body size for the scripts that a worker
+ * imports. For a successful response without one, the size of the file in `distDir` counts,
+ * which equals the body because the server sends files uncompressed.
  */
-async function describeRequests(requests, serverUrl, timeOrigin) {
+async function describeRequests(requests, serverUrl, timeOrigin, distDir) {
   const described = [];
   for (const request of requests) {
     const response = await request.response().catch(() => null);
@@ -186,11 +188,16 @@ async function describeRequests(requests, serverUrl, timeOrigin) {
     const timing = request.timing();
     const url = new URL(request.url());
     const path = request.url().startsWith(serverUrl) ? `${url.pathname}${url.search}` : request.url();
+    let bytes = sizes?.responseBodySize ?? null;
+    if (!bytes && response?.status() === 200 && request.url().startsWith(serverUrl)) {
+      const served = join(distDir, decodeURIComponent(url.pathname), url.pathname.endsWith('/') ? 'index.html' : '');
+      bytes = await stat(served).then((file) => file.size, () => bytes);
+    }
     described.push({
       path,
       type: request.resourceType(),
       status: response?.status() ?? (request.failure()?.errorText ?? 'no response'),
-      bytes: sizes?.responseBodySize ?? null,
+      bytes,
       finishedAt: timing.responseEnd >= 0 ? timing.startTime + timing.responseEnd - timeOrigin : null,
     });
   }
@@ -201,7 +208,7 @@ async function describeRequests(requests, serverUrl, timeOrigin) {
  * Opens the page on `backend` in a fresh Chromium profile, waits until it is ready, and clicks
  * Generate `runs` times. Returns the cold load and generation measurements.
  */
-async function measureBackend(helpers, serverUrl, backend, runs) {
+async function measureBackend(helpers, serverUrl, distDir, backend, runs) {
   const browser = await helpers.launchBrowser({ webgpu: backend === 'webgpu' });
   try {
     const { context } = browser;
@@ -219,7 +226,7 @@ async function measureBackend(helpers, serverUrl, backend, runs) {
 
     const readyEpoch = loaded.timeOrigin + loaded.probe.readyAt;
     const untilReady = requests.filter((request) => request.timing().startTime <= readyEpoch);
-    const requestList = await describeRequests(untilReady, serverUrl, loaded.timeOrigin);
+    const requestList = await describeRequests(untilReady, serverUrl, loaded.timeOrigin, distDir);
     const cold = {
       readyMs: loaded.probe.readyAt,
       domContentLoadedMs: loaded.domContentLoaded,
@@ -416,7 +423,7 @@ async function main() {
     for (const backend of options.backends) {
       console.error(`${SCRIPT}: measuring ${backend}: cold load and ${options.runs} clicks on Generate`);
       try {
-        const result = await measureBackend(helpers, server.url, backend, options.runs);
+        const result = await measureBackend(helpers, server.url, options.distDir, backend, options.runs);
         if (result.ranOn !== backend || result.ranOnAfterBatches !== backend) {
           console.error(`${SCRIPT}: warning: ${backend} was requested but the page ran on ${result.ranOn}`
             + ` (after the batches: ${result.ranOnAfterBatches}); notice: ${result.notice || '(none)'}`);

@@ -73,6 +73,15 @@ async function openReady(context, track, query) {
   return opened;
 }
 
+/** Waits until `condition()`, evaluated in this process, is true. Fails with `failure` after a minute. */
+async function pollUntil(condition, failure) {
+  const deadline = Date.now() + 60_000;
+  while (!condition()) {
+    assert.ok(Date.now() < deadline, failure);
+    await new Promise((resolveWait) => setTimeout(resolveWait, 50));
+  }
+}
+
 async function backendOf(page) {
   return page.locator('#backend').getAttribute('data-backend');
 }
@@ -199,6 +208,32 @@ test('page moves to webgpu after the first grid', { timeout: TEST_TIMEOUT_MS }, 
   }
 });
 
+test('picking cpu cancels the move to webgpu', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: true });
+  const gpuBuild = '/gpu-worker_bg.wasm';
+  try {
+    server.holdPath(gpuBuild);
+    const failed = [];
+    browser.context.on('requestfailed', (request) => failed.push(new URL(request.url()).pathname));
+    await withDiagnostics(async (track) => {
+      const opened = await openReady(browser.context, track, '');
+      await pollUntil(() => server.requests.includes(gpuBuild), `the page never requested ${gpuBuild}`);
+
+      await opened.page.locator('select#backend-select').selectOption('cpu');
+      await pollUntil(() => failed.includes(gpuBuild), `picking the CPU did not cancel ${gpuBuild}`);
+      server.restorePath(gpuBuild);
+
+      await opened.page.locator('button#generate').click();
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'ready');
+      assert.equal(await backendOf(opened.page), 'cpu');
+      assert.equal((await opened.page.locator('#notice').textContent()).trim(), '', 'the cancelled download left a notice');
+    });
+  } finally {
+    server.restorePath(gpuBuild);
+    await browser.close();
+  }
+});
+
 test('cpu work runs in workers without the webgpu build', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: false });
   try {
@@ -229,6 +264,7 @@ for (const workerPath of ['/cpu-worker_bg.wasm', '/worker.js']) {
         const opened = track(await openPage(browser.context, `${server.url}?seed=2`));
         assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
         assert.match(await opened.page.locator('#error').textContent(), new RegExp(workerPath.slice(1).replace('.', '\\.')));
+        assert.doesNotMatch(await opened.page.locator('#backend').textContent(), /starting/, 'the header still says starting after the failure');
 
         server.restorePath(workerPath);
         await opened.page.locator('button#retry').click();

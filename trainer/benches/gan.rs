@@ -1,7 +1,9 @@
-//! Speed of one DCGAN training step at batch 128 and of generating 64 digits, on burn-flex and
-//! on wgpu (skipped with a message when no wgpu adapter is available).
+//! Speed of one DCGAN training step at batch 128 and of generating 64 and 32 digits (the share
+//! of one of two browser workers), on burn-flex and on wgpu (skipped with a message when no wgpu
+//! adapter is available). Generation uses the generator with BatchNorm folded, as exported.
 //!
-//! Run with `cargo bench -p trainer --bench gan`; set `XDG_RUNTIME_DIR` for Mesa's lavapipe.
+//! Run with `cargo bench --bench gan`; set `XDG_RUNTIME_DIR` for Mesa's lavapipe.
+//! Filter with a name, as in `cargo bench --bench gan -- generate`.
 
 use std::time::Duration;
 
@@ -47,13 +49,15 @@ fn training_step(c: &mut Criterion) {
 
 fn generation(c: &mut Criterion) {
     let mut group = c.benchmark_group("dcgan_generate");
-    group.throughput(Throughput::Elements(64));
     for (name, device) in backends() {
         let generator = GeneratorConfig::new().init(&device).valid().fold_batch_norm();
-        let latent = matrix(normal_latents(2, 64, 64), 64, 64, &device);
-        group.bench_function(format!("64_digits_{name}"), |b| {
-            b.iter(|| generator.forward(latent.clone()).into_data())
-        });
+        for count in [64, 32] {
+            group.throughput(Throughput::Elements(count as u64));
+            let latent = matrix(normal_latents(2, count, 64), count, 64, &device);
+            group.bench_function(format!("{count}_digits_{name}"), |b| {
+                b.iter(|| generator.forward(latent.clone()).into_data())
+            });
+        }
     }
     group.finish();
 }

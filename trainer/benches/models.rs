@@ -2,7 +2,7 @@
 //! autoencoder, the VAE (latent 16) and the classifier, on burn-flex and on wgpu (skipped with a
 //! message when no wgpu adapter is available).
 //!
-//! Run with `cargo bench -p trainer --bench models`; set `XDG_RUNTIME_DIR` for Mesa's lavapipe.
+//! Run with `cargo bench --bench models`; set `XDG_RUNTIME_DIR` for Mesa's lavapipe.
 
 use std::time::Duration;
 

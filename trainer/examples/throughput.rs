@@ -1,8 +1,10 @@
 //! Training throughput of every model at batch 128 on burn-flex, printed as JSON, for
 //! `bench/pytorch/compare.py`, which runs the same architectures in PyTorch.
 //!
-//! Usage: `cargo run --release -p trainer --example throughput -- [STEPS]` (default 20 timed
-//! steps after 3 warm-up steps). Each step uses a fresh random batch, as training does.
+//! Usage: `cargo run --release -p trainer --example throughput -- [STEPS] [MODEL...]` (default 20
+//! timed steps after 3 warm-up steps, every model). MODEL is one of dcgan, cgan, autoencoder,
+//! vae and classifier, to measure (or profile) only some. Each step uses a fresh random batch,
+//! as training does.
 
 use std::time::Instant;
 
@@ -46,12 +48,18 @@ fn measure<T: Trainee>(mut trainee: T, steps: usize, device: &Device, symmetric:
 }
 
 fn main() {
-    let steps = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let steps = arguments.first().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let chosen: Vec<&str> = arguments.iter().skip(1).map(String::as_str).collect();
+    let selected = |name: &str| chosen.is_empty() || chosen.contains(&name);
     let device = Device::flex().autodiff();
     device.seed(0);
     let mut results = Vec::new();
 
     for kind in [ModelKind::Dcgan, ModelKind::Cgan] {
+        if !selected(kind.name()) {
+            continue;
+        }
         let conditional = kind == ModelKind::Cgan;
         let (generator, critic) = if conditional {
             (GeneratorConfig::new().with_condition_dim(10), CriticConfig::Conditional(ConditionalDiscriminatorConfig::new()))
@@ -68,17 +76,23 @@ fn main() {
         results.push((kind.name(), measure(run, steps, &device, true)));
     }
 
-    let config = AutoencoderTrainingConfig::new(AutoencoderConfig::new());
-    let run = AutoencoderRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config };
-    results.push(("autoencoder", measure(run, steps, &device, false)));
+    if selected("autoencoder") {
+        let config = AutoencoderTrainingConfig::new(AutoencoderConfig::new());
+        let run = AutoencoderRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config };
+        results.push(("autoencoder", measure(run, steps, &device, false)));
+    }
 
-    let config = VaeTrainingConfig::new(VaeConfig::new());
-    let run = VaeRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config, seed: 0 };
-    results.push(("vae", measure(run, steps, &device, false)));
+    if selected("vae") {
+        let config = VaeTrainingConfig::new(VaeConfig::new());
+        let run = VaeRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config, seed: 0 };
+        results.push(("vae", measure(run, steps, &device, false)));
+    }
 
-    let config = ClassifierTrainingConfig::new(ClassifierConfig::new());
-    let run = ClassifierRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config };
-    results.push(("classifier", measure(run, steps, &device, false)));
+    if selected("classifier") {
+        let config = ClassifierTrainingConfig::new(ClassifierConfig::new());
+        let run = ClassifierRun { model: config.model.init(&device), optimizer: AdamConfig::new().init(), config };
+        results.push(("classifier", measure(run, steps, &device, false)));
+    }
 
     let json: Vec<String> = results.iter().map(|(name, rate)| format!("\"{name}\": {rate:.1}")).collect();
     println!("{{{}}}", json.join(", "));

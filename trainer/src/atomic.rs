@@ -30,7 +30,30 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&temporary);
     }
+    if result.is_ok() {
+        remove_stale_temporaries(path);
+    }
     result
+}
+
+/// Removes the temporary files of `path` that killed processes left behind, recognised by a
+/// process id that no longer runs. Without `/proc` (outside Linux) it removes nothing.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        let Some(pid) = entry_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let is_pid = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+        if is_pid && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Returns the metadata of the regular file at `path`, `None` when there is none yet, or an
@@ -84,6 +107,25 @@ mod tests {
 
         assert_eq!(fs::read(&path).unwrap(), b"new");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn write_removes_leftovers_of_dead_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.bin");
+        // Linux process ids stay below 2^22, so no process 99999999 runs. Process 1 always runs.
+        let dead = dir.path().join("weights.bin.tmp-99999999");
+        let running = dir.path().join("weights.bin.tmp-1");
+        let other = dir.path().join("other.bin.tmp-99999999");
+        for leftover in [&dead, &running, &other] {
+            fs::write(leftover, b"partial").unwrap();
+        }
+
+        write(&path, b"new").unwrap();
+
+        assert!(!dead.exists());
+        assert!(running.exists());
+        assert!(other.exists());
     }
 
     #[test]

@@ -308,3 +308,21 @@ fn image_size(png: &[u8]) -> (u32, u32) {
     let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
     (width, height)
 }
+
+#[test]
+fn publish_refuses_a_page_from_trunk_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("dist");
+    std::fs::create_dir(&page).unwrap();
+    let html = "<html><head><script>const url = base + '.well-known/trunk/ws';</script></head></html>";
+    std::fs::write(page.join("index.html"), html).unwrap();
+    let out = dir.path().join("site");
+
+    let output = trainer(&["publish", "--page", page.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("trunk serve"), "{message}");
+    assert!(message.contains("trunk build --release"), "{message}");
+    assert!(!out.exists());
+}

@@ -103,7 +103,11 @@ pub fn App() -> impl IntoView {
                 <span class="status">
                     "Running on "
                     <span id="backend" data-backend=move || engines.backend.get().map_or("", Backend::id)>
-                        {move || engines.backend.get().map_or("starting…", Backend::label)}
+                        {move || match engines.backend.get() {
+                            Some(backend) => backend.label(),
+                            None if shown_status().failure().is_some() => "nothing (see the error below)",
+                            None => "starting…",
+                        }}
                     </span>
                 </span>
             </div>

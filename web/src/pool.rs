@@ -223,14 +223,14 @@ impl Pool {
     ///
     /// For WebGPU, it first requests an adapter from the browser, so a browser without one never
     /// downloads the WebGPU build. Each worker loads the build's JavaScript glue itself; the wasm module is fetched and
-    /// compiled once here and sent to every worker.
-    pub async fn start(backend: Backend) -> Result<Rc<Self>, String> {
+    /// compiled once here and sent to every worker. Aborting `abort` cancels the download.
+    pub async fn start(backend: Backend, abort: Option<web_sys::AbortSignal>) -> Result<Rc<Self>, String> {
         if backend == Backend::WebGpu {
             probe_webgpu().await?;
         }
         let build = build_name(backend);
         let path = format!("{build}_bg.wasm");
-        let buffer = fetch_buffer(&path).await?;
+        let buffer = fetch_buffer(&path, abort.as_ref()).await?;
         let module: WebAssembly::Module = JsFuture::from(WebAssembly::compile(&buffer))
             .await
             .map_err(|error| {

@@ -68,6 +68,8 @@ pub struct Engines {
     pools: StoredValue<HashMap<Backend, PoolStart>, LocalStorage>,
     /// Whether the background move to WebGPU has started.
     upgrade_started: StoredValue<bool>,
+    /// Cancels the download of the background move to WebGPU while it runs.
+    upgrade_abort: StoredValue<Option<web_sys::AbortController>, LocalStorage>,
     weights: StoredValue<HashMap<WeightsFile, Rc<Vec<u8>>>, LocalStorage>,
     manifest: StoredValue<Option<ManifestFetch>, LocalStorage>,
 }
@@ -86,16 +88,23 @@ impl Engines {
             loaded: StoredValue::new_local(Vec::new()),
             pools: StoredValue::new_local(HashMap::new()),
             upgrade_started: StoredValue::new(false),
+            upgrade_abort: StoredValue::new_local(None),
             weights: StoredValue::new_local(HashMap::new()),
             manifest: StoredValue::new_local(None),
         }
     }
 
     /// Records the visitor's choice of backend and clears the notice. The next
-    /// [`Engines::ensure`] with `Some(choice)` loads engines on it.
+    /// [`Engines::ensure`] with `Some(choice)` loads engines on it. Choosing the CPU cancels the
+    /// download of a background move to WebGPU.
     pub fn choose(self, choice: Backend) {
         self.preferred.set_value(Some(choice));
         self.set_notice.set(String::new());
+        if choice == Backend::Cpu
+            && let Some(controller) = self.upgrade_abort.try_update_value(Option::take).flatten()
+        {
+            controller.abort();
+        }
     }
 
     /// Returns the engine of `file` on `requested` (the current backend when `None`), loading it
@@ -123,7 +132,7 @@ impl Engines {
         };
         let mut failures = Vec::new();
         for &candidate in candidates {
-            match self.load(file, &weights, candidate, &progress).await {
+            match self.load(file, &weights, candidate, None, &progress).await {
                 Ok(engine) => {
                     if !failures.is_empty() {
                         self.set_notice.set(format!("{}. Running on the CPU instead.", failures.join("; ")));
@@ -138,15 +147,17 @@ impl Engines {
     }
 
     /// Loads the model of `file` from `weights` on `backend`, starting the backend's workers
-    /// when needed.
+    /// when needed. Aborting `abort` cancels the download of a worker build that this call
+    /// starts.
     async fn load(
         self,
         file: WeightsFile,
         weights: &[u8],
         backend: Backend,
+        abort: Option<web_sys::AbortSignal>,
         progress: &impl Fn(String),
     ) -> Result<Rc<RemoteEngine>, String> {
-        let pool = self.pool(backend, progress).await?;
+        let pool = self.pool(backend, abort, progress).await?;
         progress(format!("Loading {} on {}…", file.path(), backend.label()));
         RemoteEngine::load(pool, file, weights).await
     }
@@ -163,7 +174,13 @@ impl Engines {
 
     /// Returns the workers of `backend`, starting them on first use. Callers that arrive while
     /// they start await the same start; a failed or stopped pool starts anew on the next call.
-    async fn pool(self, backend: Backend, progress: &impl Fn(String)) -> Result<Rc<Pool>, String> {
+    /// Aborting `abort` cancels the download of a start that this call begins.
+    async fn pool(
+        self,
+        backend: Backend,
+        abort: Option<web_sys::AbortSignal>,
+        progress: &impl Fn(String),
+    ) -> Result<Rc<Pool>, String> {
         let existing = self.pools.with_value(|pools| pools.get(&backend).cloned());
         // A start still running is joined; a failed start or a pool with a stopped worker is not.
         let usable = |start: &PoolStart| match start.peek() {
@@ -175,7 +192,7 @@ impl Engines {
             Some(start) => start,
             None => {
                 progress(format!("Downloading and starting the {} workers…", backend.label()));
-                let start = Pool::start(backend).boxed_local().shared();
+                let start = Pool::start(backend, abort).boxed_local().shared();
                 self.pools.update_value(|pools| {
                     pools.insert(backend, start.clone());
                 });
@@ -200,17 +217,25 @@ impl Engines {
             return;
         }
         self.upgrade_started.set_value(true);
+        let controller = web_sys::AbortController::new().ok();
+        let abort = controller.as_ref().map(web_sys::AbortController::signal);
+        self.upgrade_abort.set_value(controller);
 
         leptos::task::spawn_local(async move {
             let loaded = match self.fetch_weights(file, &|_| {}).await {
-                Ok(weights) => self.load(file, &weights, Backend::WebGpu, &|_| {}).await,
+                Ok(weights) => self.load(file, &weights, Backend::WebGpu, abort, &|_| {}).await,
                 Err(reason) => Err(reason),
             };
+            self.upgrade_abort.set_value(None);
+            // The visitor may have picked a backend while WebGPU loaded. That pick wins, and the
+            // cancelled download it caused is no failure to report.
+            let picked = self.preferred.get_value().is_some();
             match loaded {
-                // The visitor may have picked a backend while WebGPU loaded; that pick wins.
-                Ok(engine) if self.preferred.get_value().is_none() => self.adopt(engine),
-                Ok(_) => {}
-                Err(reason) => self.set_notice.set(format!("{} is unavailable: {reason}. Running on the CPU.", Backend::WebGpu.label())),
+                Ok(engine) if !picked => self.adopt(engine),
+                Err(reason) if !picked => {
+                    self.set_notice.set(format!("{} is unavailable: {reason}. Running on the CPU.", Backend::WebGpu.label()))
+                }
+                _ => {}
             }
         });
     }

@@ -34,7 +34,10 @@ export function contentType(filePath) {
  * - `requests`: every request path, in order.
  * - `failPath(path)`: return 404 for a URL path such as `/weights/dcgan.bin`.
  * - `overridePath(path, body)`: serve `body` for a URL path in place of the file.
- * - `restorePath(path)`: undo `failPath` and `overridePath` for a URL path.
+ * - `holdPath(path)`: keep requests for a URL path waiting without a response until
+ *   `restorePath`.
+ * - `restorePath(path)`: undo `failPath`, `overridePath` and `holdPath` for a URL path. Waiting
+ *   requests then get their response.
  * - `close()`: stop the server.
  */
 export async function startStaticServer(root, { prefix = '/', headers = {} } = {}) {
@@ -42,6 +45,7 @@ export async function startStaticServer(root, { prefix = '/', headers = {} } = {
   const send = (response, request, status, type, body) => sendWith(headers, response, request, status, type, body);
   const failing = new Set();
   const overrides = new Map();
+  const waiting = new Map();
   const requests = [];
 
   const server = createServer(async (request, response) => {
@@ -61,6 +65,9 @@ export async function startStaticServer(root, { prefix = '/', headers = {} } = {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       send(response, request, 405, 'text/plain; charset=utf-8', `method ${request.method} not allowed\n`);
       return;
+    }
+    if (waiting.has(urlPath)) {
+      await new Promise((release) => waiting.get(urlPath).push(release));
     }
     if (failing.has(urlPath)) {
       send(response, request, 404, 'text/plain; charset=utf-8', `${urlPath} not found (made to fail by the test)\n`);
@@ -99,11 +106,21 @@ export async function startStaticServer(root, { prefix = '/', headers = {} } = {
     overridePath(path, body) {
       overrides.set(path, Buffer.from(body));
     },
+    holdPath(path) {
+      waiting.set(path, []);
+    },
     restorePath(path) {
       failing.delete(path);
       overrides.delete(path);
+      for (const release of waiting.get(path) ?? []) {
+        release();
+      }
+      waiting.delete(path);
     },
     close() {
+      for (const path of [...waiting.keys()]) {
+        this.restorePath(path);
+      }
       server.closeAllConnections();
       return new Promise((resolveClose) => server.close(() => resolveClose()));
     },
