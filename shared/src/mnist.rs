@@ -52,8 +52,10 @@ impl Split {
 #[derive(Debug, thiserror::Error)]
 pub enum IdxErrorKind {
     /// Reading failed.
+    // The message includes the I/O error, so it is no `source` as well: a report of the whole
+    // chain would print it twice.
     #[error("read failed: {0}")]
-    Io(#[source] io::Error),
+    Io(io::Error),
     /// The file does not start with the expected magic number.
     #[error("invalid magic number 0x{found:08x}, expected 0x{expected:08x} ({what})")]
     Magic {

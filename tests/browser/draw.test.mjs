@@ -356,6 +356,27 @@ test('missing autoencoder weights show retry', { timeout: TEST_TIMEOUT_MS }, asy
   }
 });
 
+test('missing test digits fail a test digit url', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const browser = await launchBrowser({ webgpu: false });
+  try {
+    server.failPath(DIGITS_PATH);
+    await withDiagnostics(async (track) => {
+      const opened = track(await openPage(browser.context, `${server.url}?tab=draw&test-digit=3`));
+      assert.equal(await waitForState(opened, ['ready', 'error']), 'error');
+      assert.match(await opened.page.locator('#draw-error').textContent(), /test-digits-images-idx3-ubyte\.gz/);
+
+      server.restorePath(DIGITS_PATH);
+      await opened.page.locator('button#draw-retry').click();
+      await waitUntil(opened, 'Retry loaded test digit 3',
+        () => document.querySelector('#test-digit')?.dataset.index === '3'
+          && document.getElementById('draw')?.dataset.state === 'ready');
+    });
+  } finally {
+    server.restorePath(DIGITS_PATH);
+    await browser.close();
+  }
+});
+
 test('missing test digits show retry', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: false });
   try {

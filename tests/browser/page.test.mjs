@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -277,6 +277,28 @@ for (const workerPath of ['/cpu-worker_bg.wasm', '/worker.js']) {
     }
   });
 }
+
+test('missing page bundle names the file', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const names = await readdir(DIST_DIR);
+  const bundle = [/^web-[0-9a-f]+_bg\.wasm$/, /^web-[0-9a-f]+\.js$/].map((pattern) => names.find((name) => pattern.test(name)));
+  for (const name of bundle) {
+    assert.ok(name, `dist/ has no page bundle file among ${names.join(', ')}`);
+    const browser = await launchBrowser({ webgpu: false });
+    try {
+      server.failPath(`/${name}`);
+      await withDiagnostics(async (track) => {
+        const opened = track(await openPage(browser.context, `${server.url}?seed=2`));
+        assert.equal(await waitForState(opened, ['ready', 'error']), 'error', `the page started without ${name}`);
+        const text = await opened.page.locator('body').textContent();
+        assert.match(text, /could not start/);
+        assert.ok(text.includes(name), `the message does not name ${name}: ${text}`);
+      });
+    } finally {
+      server.restorePath(`/${name}`);
+      await browser.close();
+    }
+  }
+});
 
 test('seed matches across backends', { timeout: TEST_TIMEOUT_MS }, async () => {
   const browser = await launchBrowser({ webgpu: true });

@@ -127,6 +127,8 @@ impl Checkpoint {
     }
 
     /// Loads the optimizer state stored as `name` into a fresh `optimizer` of the same kind.
+    // NOTE: burn-optim 0.22.1's `load_record` puts the state on `Device::default()`, which is wgpu
+    // in this build, so a resumed CPU run also starts a wgpu instance (and Vulkan) once.
     pub fn optimizer(&self, name: &str, optimizer: ModuleOptimizer) -> Result<ModuleOptimizer> {
         optimizer
             .from_bytes(self.bytes(name)?)

@@ -136,12 +136,9 @@ pub fn evaluate(args: &EvalArgs) -> Result<Evaluation> {
 }
 
 fn load_split(dir: &Path, split: Split) -> Result<Mnist> {
-    Mnist::load(dir, split).with_context(|| {
-        format!(
-            "failed to load MNIST from {}; run `trainer download --data-dir {}` first",
-            dir.display(),
-            dir.display()
-        )
+    Mnist::load(dir, split).map_err(|error| {
+        let advice = crate::train::download_advice(&error, dir);
+        anyhow::Error::new(error).context(format!("failed to load MNIST from {}; {advice}", dir.display()))
     })
 }
 

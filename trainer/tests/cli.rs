@@ -27,6 +27,35 @@ fn missing_data_dir_is_reported() {
 }
 
 #[test]
+fn damaged_data_file_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+    }
+    let images = data.join("train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&images).unwrap();
+    std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+
+    let output = trainer(&[
+        "train",
+        "autoencoder",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("train-images-idx3-ubyte.gz"), "{message}");
+    assert!(message.contains("--force"), "{message}");
+    assert_eq!(message.matches("deflate").count(), 1, "{message}");
+}
+
+#[test]
 fn unknown_model_is_rejected() {
     let output = trainer(&["train", "pixelcnn"]);
     assert!(!output.status.success());

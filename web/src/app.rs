@@ -105,7 +105,7 @@ pub fn App() -> impl IntoView {
                     <span id="backend" data-backend=move || engines.backend.get().map_or("", Backend::id)>
                         {move || match engines.backend.get() {
                             Some(backend) => backend.label(),
-                            None if shown_status().failure().is_some() => "nothing (see the error below)",
+                            None if shown_status().failure().is_some() => "no model loaded (see the error below)",
                             None => "starting…",
                         }}
                     </span>

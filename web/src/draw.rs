@@ -115,7 +115,12 @@ pub fn DrawPart(
         }
 
         let backend = pending_backend.try_update_value(Option::take).flatten();
-        let progress = move |what: String| set_status.set(Status::Loading(what));
+        // A failure reported while the model loads (a missing test digits file) stays shown.
+        let progress = move |what: String| {
+            if status.with_untracked(|status| status.failure().is_none()) {
+                set_status.set(Status::Loading(what));
+            }
+        };
         let result = engines
             .run(WeightsFile::Autoencoder, backend, progress, |engine| {
                 let model_input = model_input.clone();

@@ -135,7 +135,10 @@ impl Engines {
             match self.load(file, &weights, candidate, None, &progress).await {
                 Ok(engine) => {
                     if !failures.is_empty() {
-                        self.set_notice.set(format!("{}. Running on the CPU instead.", failures.join("; ")));
+                        self.set_notice.set(format!(
+                            "{}. Running on the CPU instead; pick WebGPU in the menu to try again.",
+                            failures.join("; ")
+                        ));
                     }
                     self.adopt(engine.clone());
                     return Ok(engine);
@@ -233,7 +236,10 @@ impl Engines {
             match loaded {
                 Ok(engine) if !picked => self.adopt(engine),
                 Err(reason) if !picked => {
-                    self.set_notice.set(format!("{} is unavailable: {reason}. Running on the CPU.", Backend::WebGpu.label()))
+                    self.set_notice.set(format!(
+                        "{} is unavailable: {reason}. Running on the CPU; pick WebGPU in the menu to try again.",
+                        Backend::WebGpu.label()
+                    ))
                 }
                 _ => {}
             }
