@@ -52,8 +52,8 @@ impl Split {
 #[derive(Debug, thiserror::Error)]
 pub enum IdxErrorKind {
     /// Reading failed.
-    // The message includes the I/O error, so it is no `source` as well: a report of the whole
-    // chain would print it twice.
+    // The message includes the I/O error, so the error is not also its `source`, because a
+    // report of the whole chain would print it twice.
     #[error("read failed: {0}")]
     Io(io::Error),
     /// The file does not start with the expected magic number.

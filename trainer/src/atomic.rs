@@ -39,12 +39,12 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Removes the temporary files of `path` that killed processes left behind, recognised by a
 /// process id that no longer runs. Without `/proc` (outside Linux) it removes nothing.
 fn remove_stale_temporaries(path: &Path) {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
-    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
     if !Path::new("/proc/self").exists() {
         return;
     }
-    let prefix = format!("{}.tmp-", name.to_string_lossy());
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else { return };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    let prefix = format!("{}{TEMPORARY_INFIX}", name.to_string_lossy());
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         let entry_name = entry.file_name();
@@ -84,10 +84,13 @@ fn check_target(path: &Path) -> Result<Option<fs::Metadata>> {
     }
 }
 
+/// Text between the target's file name and the process id in the name of its temporary file.
+const TEMPORARY_INFIX: &str = ".tmp-";
+
 /// Path of the temporary file used while writing `path`.
 pub fn temporary_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
+    name.push(format!("{TEMPORARY_INFIX}{}", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -110,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn write_removes_leftovers_of_dead_processes_only() {
+    fn write_removes_dead_process_leftovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weights.bin");
         // Linux process ids stay below 2^22, so no process 99999999 runs. Process 1 always runs.

@@ -1,10 +1,31 @@
 //! Batches of MNIST images as tensors, converted from bytes on the fly.
 
+use std::path::Path;
+
+use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use shared::grid::PixelRange;
 use shared::latent::SeededRng;
-use shared::mnist::Mnist;
+use shared::mnist::{IdxErrorKind, Mnist, Split};
 use shared::{IMAGE_PIXELS, IMAGE_SIDE};
+
+/// Loads one MNIST split from `dir`. The error gives the next step: downloading a missing file,
+/// or downloading a damaged one again with `--force`.
+pub fn load_mnist(dir: &Path, split: Split) -> Result<Mnist> {
+    Mnist::load(dir, split).map_err(|error| {
+        let advice = match &error.kind {
+            IdxErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+                format!("run `trainer download --data-dir {}` first", dir.display())
+            }
+            _ => format!("the file is damaged, so replace it with `trainer download --data-dir {} --force`", dir.display()),
+        };
+        let name = match split {
+            Split::Train => "training",
+            Split::Test => "test",
+        };
+        anyhow::Error::new(error).context(format!("failed to load the MNIST {name} set from {}; {advice}", dir.display()))
+    })
+}
 
 /// Returns the order in which epoch `epoch` visits the images, shuffled by `seed` and `epoch`.
 pub fn epoch_order(len: usize, seed: u64, epoch: u32) -> Vec<u32> {

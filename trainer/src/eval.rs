@@ -20,7 +20,7 @@ use crate::atomic;
 use crate::autoencoding::{EVAL_BATCH, EVAL_STREAM, autoencoder_metrics, eval_batches, vae_metrics};
 use crate::classify::{accuracy, predict};
 use crate::cli::{EvalArgs, ModelArg};
-use crate::data::{images_tensor, matrix};
+use crate::data::{images_tensor, load_mnist, matrix};
 use crate::device;
 use crate::input::read_weights_file;
 use crate::metrics::{Gaussian, frechet_distance, log_sum_exp};
@@ -91,7 +91,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 pub fn evaluate(args: &EvalArgs) -> Result<Evaluation> {
     let file = read_weights_file(&args.weights, "the weights file")?;
     let device = device::device(args.backend)?;
-    let test = load_split(&args.data_dir, Split::Test)?;
+    let test = load_mnist(&args.data_dir, Split::Test)?;
     let kind = args.model.kind();
     let mut evaluation = Evaluation {
         model: kind,
@@ -135,13 +135,6 @@ pub fn evaluate(args: &EvalArgs) -> Result<Evaluation> {
     Ok(evaluation)
 }
 
-fn load_split(dir: &Path, split: Split) -> Result<Mnist> {
-    Mnist::load(dir, split).map_err(|error| {
-        let advice = crate::train::download_advice(&error, dir);
-        anyhow::Error::new(error).context(format!("failed to load MNIST from {}; {advice}", dir.display()))
-    })
-}
-
 /// Loads the reference classifier: `--classifier`, or `classifier.bin` beside the weights.
 fn load_reference(args: &EvalArgs, device: &Device) -> Result<Classifier> {
     let path = args.classifier.clone().unwrap_or_else(|| {
@@ -167,7 +160,7 @@ fn evaluate_gan(
     let (generated_features, predictions) = generated_features(generator, classifier, samples, args.seed, device)?;
 
     let test_features = features_of(classifier, test, test.len(), device)?;
-    let train = load_split(&args.data_dir, Split::Train)?;
+    let train = load_mnist(&args.data_dir, Split::Train)?;
     let train_features = features_of(classifier, &train, test.len().min(train.len()), device)?;
     let dim = test_features.len() / test.len();
     let test_gaussian = Gaussian::fit(&test_features, dim);

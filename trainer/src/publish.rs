@@ -32,18 +32,18 @@ const LIVE_RELOAD_MARK: &str = ".well-known/trunk/ws";
 
 /// Runs `trainer publish`.
 pub fn publish(args: &PublishArgs) -> Result<()> {
-    if !args.page.join("index.html").is_file() {
+    let index = args.page.join("index.html");
+    if !index.is_file() {
         bail!(
             "{} has no index.html; build the page first with `trunk build --release` (or `make build`)",
             args.page.display()
         );
     }
-    let index = args.page.join("index.html");
     let html = fs::read_to_string(&index).with_context(|| format!("failed to read {}", index.display()))?;
     if html.contains(LIVE_RELOAD_MARK) {
         bail!(
-            "{} comes from `trunk serve` and contains its live-reload script, which fails on other servers; \
-             build the page with `trunk build --release` (or `make build`) and publish again",
+            "{} comes from `trunk serve` and contains its live-reload script, which fails on other servers, \
+             so build the page with `trunk build --release` (or `make build`) and publish again",
             index.display()
         );
     }

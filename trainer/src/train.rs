@@ -13,14 +13,14 @@ use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::grid::{GrayImage, PixelRange};
 use shared::latent::SeededRng;
-use shared::mnist::{IdxError, IdxErrorKind, Mnist, Split};
+use shared::mnist::{Mnist, Split};
 use shared::weights::{StorageType, sha256_hex};
 use tracing::{info, warn};
 
 use crate::card::ModelCard;
 use crate::checkpoint::{self, CheckpointState};
 use crate::cli::{BackendArg, TrainArgs};
-use crate::data::{batches, epoch_order, images_tensor};
+use crate::data::{batches, epoch_order, images_tensor, load_mnist};
 use crate::settings::Settings;
 use crate::{atomic, device, png, report};
 
@@ -335,36 +335,15 @@ pub struct Data {
     pub test: Mnist,
 }
 
-/// Returns the next step for an MNIST file that failed to load: downloading it when it is missing,
-/// downloading it again over a damaged one otherwise.
-pub fn download_advice(error: &IdxError, dir: &Path) -> String {
-    match &error.kind {
-        IdxErrorKind::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            format!("run `trainer download --data-dir {}` first", dir.display())
-        }
-        _ => format!("the file is damaged; replace it with `trainer download --data-dir {} --force`", dir.display()),
-    }
-}
-
 fn load_data(dir: &Path, limit: Option<usize>) -> Result<Data> {
-    let load = |split: Split| {
-        let name = match split {
-            Split::Train => "training",
-            Split::Test => "test",
-        };
-        Mnist::load(dir, split).map_err(|error| {
-            let advice = download_advice(&error, dir);
-            anyhow::Error::new(error).context(format!("failed to load the MNIST {name} set from {}; {advice}", dir.display()))
-        })
-    };
-    let mut train = load(Split::Train)?;
+    let mut train = load_mnist(dir, Split::Train)?;
     if let Some(limit) = limit {
         train.truncate(limit);
     }
     if train.len() < 2 {
         bail!("the training set has {} images; at least 2 are needed", train.len());
     }
-    let test = load(Split::Test)?;
+    let test = load_mnist(dir, Split::Test)?;
     Ok(Data { train, test })
 }
 

@@ -339,7 +339,7 @@ fn image_size(png: &[u8]) -> (u32, u32) {
 }
 
 #[test]
-fn publish_refuses_a_page_from_trunk_serve() {
+fn publish_rejects_trunk_serve_page() {
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("dist");
     std::fs::create_dir(&page).unwrap();

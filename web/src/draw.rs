@@ -115,7 +115,8 @@ pub fn DrawPart(
         }
 
         let backend = pending_backend.try_update_value(Option::take).flatten();
-        // A failure reported while the model loads (a missing test digits file) stays shown.
+        // A failure that arrives while the model loads, such as a missing test digits file, stays
+        // shown.
         let progress = move |what: String| {
             if status.with_untracked(|status| status.failure().is_none()) {
                 set_status.set(Status::Loading(what));
