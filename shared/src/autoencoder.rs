@@ -12,6 +12,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use crate::IMAGE_SIDE;
+use crate::channels_last::{conv_transpose2d, conv2d, to_channels_first, to_channels_last};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
 /// Side of the feature maps after the two strided convolutions: 28 → 14 → 7.
@@ -138,9 +139,10 @@ impl ConvEncoder {
     /// - images: `[batch, 1, 28, 28]`
     /// - output: `[batch, channels[1] * 7 * 7]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.activation.forward(self.convs[0].forward(images));
-        let x = self.activation.forward(self.convs[1].forward(x));
-        x.flatten(1, 3)
+        let x = to_channels_last(images);
+        let x = self.activation.forward(conv2d(x, &self.convs[0]));
+        let x = self.activation.forward(conv2d(x, &self.convs[1]));
+        to_channels_first(x).flatten(1, 3)
     }
 }
 
@@ -184,9 +186,9 @@ impl ConvDecoder {
         let [batch, _] = codes.dims();
         let [channels, ..] = self.convs[0].weight.dims();
         let x = self.activation.forward(self.linear.forward(codes));
-        let x = x.reshape([batch, channels, FEATURE_SIDE, FEATURE_SIDE]);
-        let x = self.activation.forward(self.convs[0].forward(x));
-        self.convs[1].forward(x)
+        let x = to_channels_last(x.reshape([batch, channels, FEATURE_SIDE, FEATURE_SIDE]));
+        let x = self.activation.forward(conv_transpose2d(x, &self.convs[0]));
+        to_channels_first(conv_transpose2d(x, &self.convs[1]))
     }
 }
 

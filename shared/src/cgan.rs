@@ -7,8 +7,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, Initializer, LeakyRelu, LeakyReluConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::dcgan::batch_norm;
 use crate::NUM_CLASSES;
+use crate::channels_last::{self, conv2d, to_channels_last};
+use crate::dcgan::batch_norm;
 
 /// A digit label that is not 0-9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -119,14 +120,14 @@ impl ConditionalDiscriminator {
     pub fn forward(&self, images: Tensor<4>, labels: Tensor<2>) -> Tensor<1> {
         let [batch, _, height, width] = images.dims();
         let planes = labels
-            .reshape([batch, NUM_CLASSES, 1, 1])
-            .expand([batch, NUM_CLASSES, height, width]);
-        let x = Tensor::cat(vec![images, planes], 1);
+            .reshape([batch, 1, 1, NUM_CLASSES])
+            .expand([batch, height, width, NUM_CLASSES]);
+        let x = Tensor::cat(vec![to_channels_last(images), planes], 3);
 
-        let x = self.activation.forward(self.convs[0].forward(x));
-        let x = self.activation.forward(self.norms[0].forward(self.convs[1].forward(x)));
-        let x = self.activation.forward(self.norms[1].forward(self.convs[2].forward(x)));
-        self.convs[3].forward(x).reshape([batch])
+        let x = self.activation.forward(conv2d(x, &self.convs[0]));
+        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norms[0]));
+        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[2]), &self.norms[1]));
+        conv2d(x, &self.convs[3]).reshape([batch])
     }
 }
 

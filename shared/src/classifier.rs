@@ -9,6 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Re
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
+use crate::channels_last::{conv2d, max_pool2d, to_channels_first, to_channels_last};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 use crate::{IMAGE_SIDE, NUM_CLASSES};
 
@@ -77,9 +78,11 @@ impl Classifier {
     /// - images: `[batch, 1, 28, 28]`, values in `[0, 1]`
     /// - output: `[batch, hidden]`
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(self.activation.forward(self.convs[0].forward(images)));
-        let x = self.pool.forward(self.activation.forward(self.convs[1].forward(x)));
-        self.activation.forward(self.hidden.forward(x.flatten(1, 3)))
+        let x = to_channels_last(images);
+        let x = max_pool2d(self.activation.forward(conv2d(x, &self.convs[0])), &self.pool);
+        let x = max_pool2d(self.activation.forward(conv2d(x, &self.convs[1])), &self.pool);
+        let x = to_channels_first(x).flatten(1, 3);
+        self.activation.forward(self.hidden.forward(x))
     }
 
     /// Returns the class logits.

@@ -10,6 +10,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, LeakyRelu, LeakyReluConf
 use burn::tensor::{Device, Tensor};
 
 use crate::IMAGE_SIDE;
+use crate::channels_last::{self, conv_transpose2d, conv2d, to_channels_first, to_channels_last};
 use crate::fold::fold_conv_transpose2d;
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
@@ -163,20 +164,21 @@ impl Generator {
     /// - output: `[batch, 1, 28, 28]`, values in `[-1, 1]`
     pub fn forward(&self, input: Tensor<2>) -> Tensor<4> {
         let [batch, features] = input.dims();
-        let mut x = input.reshape([batch, features, 1, 1]);
+        // A 1×1 map with a channel per input, channels last.
+        let mut x = input.reshape([batch, 1, 1, features]);
 
         for (index, conv) in self.convs.iter().enumerate() {
-            x = conv.forward(x);
+            x = conv_transpose2d(x, conv);
             if index == self.convs.len() - 1 {
                 break;
             }
             if let Some(norms) = &self.norms {
-                x = norms[index].forward(x);
+                x = channels_last::batch_norm(x, &norms[index]);
             }
             x = self.activation.forward(x);
         }
 
-        x.tanh()
+        to_channels_first(x).tanh()
     }
 
     /// Folds the BatchNorm layers into the convolutions for inference.
@@ -273,13 +275,13 @@ impl Discriminator {
         let [batch, _, height, width] = images.dims();
         debug_assert_eq!((height, width), (IMAGE_SIDE, IMAGE_SIDE));
 
-        let mut x = self.convs[0].forward(images);
+        let mut x = conv2d(to_channels_last(images), &self.convs[0]);
         if let Some(norm) = &self.input_norm {
-            x = norm.forward(x);
+            x = channels_last::batch_norm(x, norm);
         }
         let x = self.activation.forward(x);
-        let x = self.activation.forward(self.norm.forward(self.convs[1].forward(x)));
-        self.convs[2].forward(x).reshape([batch])
+        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norm));
+        conv2d(x, &self.convs[2]).reshape([batch])
     }
 }
 

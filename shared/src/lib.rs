@@ -6,6 +6,7 @@
 
 pub mod autoencoder;
 pub mod cgan;
+pub mod channels_last;
 pub mod classifier;
 pub mod dcgan;
 pub mod fold;
