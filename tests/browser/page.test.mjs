@@ -141,14 +141,14 @@ test('first view fetches each file once', { timeout: TEST_TIMEOUT_MS }, async ()
     const fetched = new Map();
     browser.context.on('request', (request) => {
       const path = new URL(request.url()).pathname;
-      if (path !== '/favicon.ico') {
-        fetched.set(path, (fetched.get(path) ?? 0) + 1);
-      }
+      fetched.set(path, (fetched.get(path) ?? 0) + 1);
     });
     let workers = 0;
+    let icon = null;
     await withDiagnostics(async (track) => {
       const opened = await openReady(browser.context, track, '');
       workers = opened.page.workers().length;
+      icon = await opened.page.evaluate(() => document.querySelector('link[rel~="icon"]')?.getAttribute('href') ?? null);
     });
 
     // Each worker loads its script and the small JavaScript glue of its build itself; the
@@ -158,6 +158,10 @@ test('first view fetches each file once', { timeout: TEST_TIMEOUT_MS }, async ()
     const repeated = [...fetched].filter(([path, count]) => count > allowed(path)).map(([path, count]) => `${path} ×${count}`);
     assert.deepEqual(repeated, [], `the first view fetched files more than once: ${repeated.join(', ')}`);
     assert.ok(fetched.has('/weights/manifest.json'), 'the first view did not fetch weights/manifest.json');
+    // Without an icon of its own, a browser requests /favicon.ico from the host, a 404 on most
+    // static hosts. An inline icon costs no request.
+    assert.ok(icon?.startsWith('data:image/svg+xml,'), `the page declares no inline icon: ${icon}`);
+    assert.ok(!fetched.has('/favicon.ico'), 'the browser requested /favicon.ico');
   } finally {
     await browser.close();
   }
