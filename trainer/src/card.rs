@@ -79,12 +79,13 @@ impl ModelCard {
 }
 
 /// Rewrites the rows of `card` (Markdown from [`ModelCard::to_markdown`]) that describe the
-/// weights file, after the file was re-encoded; other rows are kept. A card written before
-/// storage rows existed gets one after its SHA-256 row; `storage` is the text of that row.
-pub fn with_weights_file(card: &str, file: &str, bytes: &[u8], storage: &str) -> String {
+/// weights file, after the file was re-encoded; other rows are kept. `storage` is the new text
+/// of the storage row, which a card written before storage rows existed gets after its SHA-256
+/// row. With `None` the storage row stays as it is.
+pub fn with_weights_file(card: &str, file: &str, bytes: &[u8], storage: Option<&str>) -> String {
     let file_row = format!("| file | `{file}` ({} bytes) |", bytes.len());
     let sha_row = format!("| SHA-256 | `{}` |", shared::weights::sha256_hex(bytes));
-    let storage_row = format!("| storage | {storage} |");
+    let storage_row = storage.map(|storage| format!("| storage | {storage} |"));
     let has_storage = card.lines().any(|line| line.starts_with("| storage |"));
 
     let mut text = String::with_capacity(card.len() + 64);
@@ -93,12 +94,12 @@ pub fn with_weights_file(card: &str, file: &str, bytes: &[u8], storage: &str) ->
             text.push_str(&file_row);
         } else if line.starts_with("| SHA-256 |") {
             text.push_str(&sha_row);
-            if !has_storage {
+            if let (false, Some(row)) = (has_storage, &storage_row) {
                 text.push('\n');
-                text.push_str(&storage_row);
+                text.push_str(row);
             }
-        } else if line.starts_with("| storage |") {
-            text.push_str(&storage_row);
+        } else if let (true, Some(row)) = (line.starts_with("| storage |"), &storage_row) {
+            text.push_str(row);
         } else {
             text.push_str(line);
         }
@@ -149,7 +150,7 @@ mod tests {
 
     #[test]
     fn weights_rows_are_rewritten_others_kept() {
-        let card = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", "int8");
+        let card = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", Some("int8"));
 
         assert!(card.contains("| file | `dcgan.bin` (3 bytes) |"), "{card}");
         assert!(card.contains(&format!("| SHA-256 | `{}` |", shared::weights::sha256_hex(b"abc"))), "{card}");
@@ -159,10 +160,20 @@ mod tests {
 
     #[test]
     fn existing_storage_row_is_replaced_not_repeated() {
-        let once = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", "int8");
-        let twice = with_weights_file(&once, "dcgan.bin", b"abc", "f16");
+        let once = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", Some("int8"));
+        let twice = with_weights_file(&once, "dcgan.bin", b"abc", Some("f16"));
 
         assert_eq!(twice.matches("| storage |").count(), 1, "{twice}");
         assert!(twice.contains("| storage | f16 |"), "{twice}");
+    }
+
+    #[test]
+    fn storage_row_is_kept_without_new_text() {
+        let once = with_weights_file(OLD_CARD, "dcgan.bin", b"abc", Some("int8, exported by training"));
+        let twice = with_weights_file(&once, "dcgan.bin", b"abcd", None);
+
+        assert!(twice.contains("| storage | int8, exported by training |"), "{twice}");
+        assert!(twice.contains("| file | `dcgan.bin` (4 bytes) |"), "{twice}");
+        assert_eq!(twice.matches("| storage |").count(), 1, "{twice}");
     }
 }

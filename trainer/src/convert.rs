@@ -30,7 +30,11 @@ pub fn convert(args: &ConvertArgs) -> Result<()> {
     let out = args.out.as_deref().unwrap_or(&args.weights);
     check_out(out, header.kind)?;
     atomic::write(out, &bytes)?;
-    update_card(out, &bytes, &format!("{storage}, converted from {} by `trainer convert`", header.storage))?;
+    // Re-encoding in the same storage type changes nothing a reader of the card needs to know,
+    // so its storage note (how the file was made) stays.
+    let note = (header.storage != storage)
+        .then(|| format!("{storage}, converted from {} by `trainer convert`", header.storage));
+    update_card(out, &bytes, note.as_deref())?;
     info!(
         weights = %out.display(),
         from = %header.storage,
@@ -89,7 +93,7 @@ fn check_out(out: &Path, kind: ModelKind) -> Result<()> {
     }
 }
 
-fn update_card(weights: &Path, bytes: &[u8], storage: &str) -> Result<()> {
+fn update_card(weights: &Path, bytes: &[u8], storage: Option<&str>) -> Result<()> {
     let card_path = weights.with_extension("md");
     let card = match std::fs::read_to_string(&card_path) {
         Ok(card) => card,

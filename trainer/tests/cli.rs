@@ -143,6 +143,23 @@ fn convert_changes_storage_and_updates_the_card() {
 }
 
 #[test]
+fn convert_to_same_storage_keeps_card_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = copy_bundled("vae-2d", dir.path());
+    let card_path = dir.path().join("vae-2d.md");
+    let note = |card: &str| card.lines().find(|line| line.starts_with("| storage |")).map(str::to_string);
+    let before = note(&std::fs::read_to_string(&card_path).unwrap());
+
+    let output = trainer(&["convert", "--weights", weights.to_str().unwrap(), "--storage", "int8"]);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let card = std::fs::read_to_string(&card_path).unwrap();
+    assert!(before.is_some(), "the bundled card has no storage row: {card}");
+    assert_eq!(note(&card), before, "{card}");
+    assert!(card.contains(&sha256_hex(&std::fs::read(&weights).unwrap())), "{card}");
+}
+
+#[test]
 fn convert_to_another_file_keeps_the_input() {
     let dir = tempfile::tempdir().unwrap();
     let weights = copy_bundled("vae-2d", dir.path());
