@@ -142,10 +142,10 @@ impl Settings {
         Ok(serde_json::to_string_pretty(&settings)?)
     }
 
-    /// Lists the settings that differ from `saved`, the `config.json` of the run being resumed,
-    /// one line each with the flag that restores the run's value. The epoch count and the
-    /// model config, which follows from the other settings, are left out.
-    pub fn changes_from(&self, saved: &serde_json::Value) -> Vec<String> {
+    /// Lists the settings that differ from `saved`, the `config.json` of the run being resumed:
+    /// each setting's key and a line with the flag that restores the run's value. The epoch
+    /// count and the model config, which follows from the other settings, are left out.
+    pub fn changes_from(&self, saved: &serde_json::Value) -> Vec<(String, String)> {
         let Ok(serde_json::Value::Object(current)) = serde_json::to_value(self) else {
             return Vec::new();
         };
@@ -165,7 +165,7 @@ impl Settings {
                 serde_json::Value::String(text) => format!("pass --{flag} {text}"),
                 other => format!("pass --{flag} {other}"),
             };
-            changes.push(format!("{key} is {value} now but was {before} in the run; {restore} to keep the run's value"));
+            changes.push((key.clone(), format!("{key} is {value} now but was {before} in the run; {restore} to keep the run's value")));
         }
         changes
     }
@@ -234,7 +234,8 @@ mod tests {
         let changes = dcgan_settings().changes_from(&saved);
 
         assert_eq!(changes.len(), 1, "{changes:?}");
-        assert!(changes[0].contains("--storage f16"), "{changes:?}");
+        assert_eq!(changes[0].0, "storage");
+        assert!(changes[0].1.contains("--storage f16"), "{changes:?}");
     }
 
     #[test]
@@ -244,7 +245,7 @@ mod tests {
         let mut resumed = dcgan_settings();
         resumed.epochs = 20;
 
-        assert_eq!(resumed.changes_from(&saved), Vec::<String>::new());
+        assert_eq!(resumed.changes_from(&saved), Vec::<(String, String)>::new());
     }
 
     #[test]

@@ -67,18 +67,40 @@ pub trait Trainee: Sized {
     fn config(&self) -> serde_json::Value;
 }
 
-/// Warns about each setting of a resumed run that differs from the run's saved `config.json`.
-fn warn_about_changed_settings(settings: &Settings, saved_path: &Path) {
+/// Returns the device seed of the step after `steps_done` steps of a run seeded with `seed`.
+fn step_seed(seed: u64, steps_done: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ steps_done
+}
+
+/// Settings that decide which images each step of an epoch reads, so a resumed run keeps them.
+const ORDER_SETTINGS: [&str; 3] = ["batch_size", "limit", "seed"];
+
+/// Checks a resumed run's settings against the run's saved `config.json`: a change of an
+/// [`ORDER_SETTINGS`] entry is an error, any other change a warning.
+fn check_resumed_settings(settings: &Settings, saved_path: &Path) -> Result<()> {
     let saved = fs::read(saved_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
     let Some(saved) = saved else {
         warn!(path = %saved_path.display(), "the resumed run has no readable config.json, so changed settings cannot be reported");
-        return;
+        return Ok(());
     };
-    for change in settings.changes_from(&saved) {
+
+    let (order, other): (Vec<_>, Vec<_>) = settings
+        .changes_from(&saved)
+        .into_iter()
+        .partition(|(key, _)| ORDER_SETTINGS.contains(&key.as_str()));
+    for (_, change) in other {
         warn!("resuming with other settings: {change}");
     }
+    if !order.is_empty() {
+        let lines: Vec<String> = order.into_iter().map(|(_, change)| change).collect();
+        bail!(
+            "cannot resume with another batch size, limit or seed, because the checkpoint's place in the epoch would point at other images: {}",
+            lines.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Runs `trainer train`.
@@ -145,7 +167,7 @@ impl Session<'_> {
             .with_context(|| format!("failed to create the output folder {}", self.out.display()))?;
         state.model = Some(settings.model);
         if state.steps_done > 0 {
-            warn_about_changed_settings(settings, &self.out.join("config.json"));
+            check_resumed_settings(settings, &self.out.join("config.json"))?;
         }
         let config_json = settings.to_json(trainee.config())?;
         atomic::write(&self.out.join("config.json"), config_json.as_bytes())?;
@@ -179,7 +201,18 @@ impl Session<'_> {
             let mut rows = String::new();
             let mut noise = progress.noise.clone();
 
-            for batch in &all[progress.batches_done..] {
+            let Some(remaining) = all.get(progress.batches_done..) else {
+                bail!(
+                    "the checkpoint is {} batches into epoch {}, but the epoch has only {} batches with these settings; resume with the run's --batch-size, --limit and --seed",
+                    progress.batches_done,
+                    epoch + 1,
+                    all.len()
+                );
+            };
+            for batch in remaining {
+                // Dropout draws from the device's generator, whose state a checkpoint does not
+                // hold, so every step reseeds it from the run's seed and the step number.
+                self.training.seed(step_seed(settings.seed, state.steps_done));
                 let digits = batch.iter().map(|&i| u32::from(data.train.labels[i as usize])).collect();
                 let images_tensor = images_tensor(&data.train, batch, trainee.pixel_range(), &self.training);
                 let losses;

@@ -124,34 +124,59 @@ fn invalid_config_file_is_reported() {
 }
 
 #[test]
+fn resume_with_smaller_limit_is_rejected() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let first = train("autoencoder", &run, &["--epochs", "2", "--limit", "256", "--batch-size", "32", "--interrupt-after-steps", "3"]);
+    assert!(run.join("checkpoint").is_dir(), "{}", stderr(&first));
+
+    let output = train("autoencoder", &run, &["--epochs", "2", "--limit", "64", "--batch-size", "32", "--resume"]);
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("cannot resume with another batch size, limit or seed"), "{message}");
+    assert!(message.contains("--limit 256"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
 fn resumed_run_matches_uninterrupted_run() {
+    // The classifier's dropout draws from the device's generator, the VAE's noise from the
+    // checkpointed one.
+    for model in ["vae", "classifier"] {
+        assert_resumed_run_matches(model);
+    }
+}
+
+/// Checks that `model`, interrupted twice and resumed, exports the same file as without breaks.
+fn assert_resumed_run_matches(model: &str) {
     let out = tempfile::tempdir().unwrap();
     let whole = out.path().join("whole");
     let split = out.path().join("split");
     let common = ["--epochs", "2", "--limit", "256", "--batch-size", "32", "--seed", "4"];
 
-    let output = train("vae", &whole, &common);
+    let output = train(model, &whole, &common);
     assert!(output.status.success(), "{}", stderr(&output));
 
     // Interrupted in the middle of the first epoch (8 steps per epoch), resumed, interrupted
     // again in the second and resumed to the end.
     let mut first = common.to_vec();
     first.extend(["--interrupt-after-steps", "3"]);
-    let output = train("vae", &split, &first);
+    let output = train(model, &split, &first);
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--resume"), "{}", stderr(&output));
     let mut second = common.to_vec();
     second.extend(["--resume", "--interrupt-after-steps", "11"]);
-    let output = train("vae", &split, &second);
+    let output = train(model, &split, &second);
     assert!(!output.status.success(), "the second interrupt stops the run");
     let mut last = common.to_vec();
     last.push("--resume");
-    let output = train("vae", &split, &last);
+    let output = train(model, &split, &last);
     assert!(output.status.success(), "{}", stderr(&output));
 
-    let expected = std::fs::read(whole.join("vae.bin")).unwrap();
-    let actual = std::fs::read(split.join("vae.bin")).unwrap();
-    assert!(expected == actual, "the resumed run's weights file differs from the uninterrupted run's");
+    let expected = std::fs::read(whole.join(format!("{model}.bin"))).unwrap();
+    let actual = std::fs::read(split.join(format!("{model}.bin"))).unwrap();
+    assert!(expected == actual, "the resumed {model} run's weights file differs from the uninterrupted run's");
     let losses = |dir: &Path| std::fs::read_to_string(dir.join("losses.csv")).unwrap();
     assert_eq!(losses(&whole), losses(&split));
 }
