@@ -121,8 +121,8 @@ impl Settings {
                 self.learning_rate
             );
         }
-        if self.limit.is_some_and(|limit| limit < 2) {
-            bail!("invalid limit {:?} (--limit or limit in --config): at least 2 images are needed", self.limit);
+        if let Some(limit) = self.limit.filter(|&limit| limit < 2) {
+            bail!("invalid limit {limit} (--limit or limit in --config): at least 2 images are needed");
         }
         if let Some(dim) = self.latent_dim {
             if !(1..=1024).contains(&dim) {

@@ -67,6 +67,28 @@ pub trait Trainee: Sized {
     fn config(&self) -> serde_json::Value;
 }
 
+/// Removes the rows of `losses.csv` past `steps_done`. A run killed between logging an epoch's
+/// steps and writing its checkpoint leaves them behind, and the resumed run logs them again.
+fn drop_steps_after(path: &Path, steps_done: u64) -> Result<()> {
+    let text = fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let is_later = |line: &str| {
+        let step = line.split(',').nth(1).and_then(|step| step.parse::<u64>().ok());
+        step.is_some_and(|step| step > steps_done)
+    };
+    let dropped = text.lines().filter(|line| is_later(line)).count();
+    if dropped == 0 {
+        return Ok(());
+    }
+
+    let mut kept = String::with_capacity(text.len());
+    for line in text.lines().filter(|line| !is_later(line)) {
+        kept.push_str(line);
+        kept.push('\n');
+    }
+    warn!(path = %path.display(), dropped, steps_done, "dropping the logged steps that the checkpoint does not hold");
+    atomic::write(path, kept.as_bytes())
+}
+
 /// Returns the device seed of the step after `steps_done` steps of a run seeded with `seed`.
 fn step_seed(seed: u64, steps_done: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ steps_done
@@ -176,6 +198,8 @@ impl Session<'_> {
         if state.steps_done == 0 || !losses_path.is_file() {
             let header = format!("epoch,step,{}\n", trainee.loss_names().join(","));
             atomic::write(&losses_path, header.as_bytes())?;
+        } else {
+            drop_steps_after(&losses_path, state.steps_done)?;
         }
         let interrupted = interrupt_flag();
         info!(

@@ -140,6 +140,31 @@ fn resume_with_smaller_limit_is_rejected() {
 }
 
 #[test]
+fn resume_drops_steps_logged_after_checkpoint() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let common = ["--epochs", "1", "--limit", "256", "--batch-size", "32"];
+    let mut first = common.to_vec();
+    first.extend(["--interrupt-after-steps", "3"]);
+    train("autoencoder", &run, &first);
+    // A run killed after logging step 4 but before its checkpoint leaves this row behind.
+    let losses = run.join("losses.csv");
+    let mut text = std::fs::read_to_string(&losses).unwrap();
+    text.push_str("1,4,0.5\n");
+    std::fs::write(&losses, text).unwrap();
+
+    let mut resumed = common.to_vec();
+    resumed.push("--resume");
+    let output = train("autoencoder", &run, &resumed);
+
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = std::fs::read_to_string(&losses).unwrap();
+    let steps: Vec<&str> = text.lines().skip(1).map(|line| line.split(',').nth(1).unwrap()).collect();
+    let expected: Vec<String> = (1..=8).map(|step| step.to_string()).collect();
+    assert_eq!(steps, expected, "{text}");
+}
+
+#[test]
 fn resumed_run_matches_uninterrupted_run() {
     // The classifier's dropout draws from the device's generator, the VAE's noise from the
     // checkpointed one.
