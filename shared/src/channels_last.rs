@@ -66,10 +66,15 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
     let [out_h, out_w] = geometry.output;
 
     // Every (output pixel, tap) pair reads one input pixel's channels, or the zero row past the
-    // input where the tap falls into the padding.
+    // input where the tap falls into the padding. Without padding no tap needs that row, so the
+    // copy that appends it is skipped.
     let pixels = x.reshape([batch * height * width, channels]);
     let device = pixels.device();
-    let pixels = Tensor::cat(vec![pixels, Tensor::zeros([1, channels], &device)], 0);
+    let pixels = if padding == [(0, 0); 2] {
+        pixels
+    } else {
+        Tensor::cat(vec![pixels, Tensor::zeros([1, channels], &device)], 0)
+    };
     let windows = pixels
         .select(0, geometry.tap_rows(&device))
         .reshape([batch * out_h * out_w, kernel_h * kernel_w * channels]);
@@ -187,7 +192,7 @@ impl Geometry {
         })
     }
 
-    /// Computes what [`Self::tap_rows`] returns.
+    /// Builds the index tensor that [`Self::tap_rows`] caches.
     fn build_tap_rows(&self, device: &Device) -> Tensor<1, Int> {
         let [height, width] = self.input;
         let [out_h, out_w] = self.output;

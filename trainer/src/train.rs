@@ -75,18 +75,22 @@ fn drop_steps_after(path: &Path, steps_done: u64) -> Result<()> {
         let step = line.split(',').nth(1).and_then(|step| step.parse::<u64>().ok());
         step.is_some_and(|step| step > steps_done)
     };
-    let dropped = text.lines().filter(|line| is_later(line)).count();
+
+    let mut earlier_rows = String::with_capacity(text.len());
+    let mut dropped = 0;
+    for line in text.lines() {
+        if is_later(line) {
+            dropped += 1;
+        } else {
+            earlier_rows.push_str(line);
+            earlier_rows.push('\n');
+        }
+    }
     if dropped == 0 {
         return Ok(());
     }
-
-    let mut kept = String::with_capacity(text.len());
-    for line in text.lines().filter(|line| !is_later(line)) {
-        kept.push_str(line);
-        kept.push('\n');
-    }
-    warn!(path = %path.display(), dropped, steps_done, "dropping the logged steps that the checkpoint does not hold");
-    atomic::write(path, kept.as_bytes())
+    warn!(path = %path.display(), dropped, steps_done, "dropping the logged steps that the checkpoint does not contain");
+    atomic::write(path, earlier_rows.as_bytes())
 }
 
 /// Returns the device seed of the step after `steps_done` steps of a run seeded with `seed`.
@@ -235,7 +239,7 @@ impl Session<'_> {
             };
             for batch in remaining {
                 // Dropout draws from the device's generator, whose state a checkpoint does not
-                // hold, so every step reseeds it from the run's seed and the step number.
+                // contain, so every step reseeds it from the run's seed and the step number.
                 self.training.seed(step_seed(settings.seed, state.steps_done));
                 let digits = batch.iter().map(|&i| u32::from(data.train.labels[i as usize])).collect();
                 let images_tensor = images_tensor(&data.train, batch, trainee.pixel_range(), &self.training);
