@@ -124,9 +124,9 @@ impl ConditionalDiscriminator {
             .expand([batch, height, width, NUM_CLASSES]);
         let x = Tensor::cat(vec![to_channels_last(images), planes], 3);
 
-        let x = self.activation.forward(conv2d(x, &self.convs[0]));
-        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norms[0]));
-        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[2]), &self.norms[1]));
+        let x = channels_last::leaky_relu(conv2d(x, &self.convs[0]), &self.activation);
+        let x = channels_last::leaky_relu(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norms[0]), &self.activation);
+        let x = channels_last::leaky_relu(channels_last::batch_norm(conv2d(x, &self.convs[2]), &self.norms[1]), &self.activation);
         conv2d(x, &self.convs[3]).reshape([batch])
     }
 }

@@ -5,27 +5,26 @@
 //! a convolution over swapped batch and channel axes, whose products have as few columns as the
 //! kernel has taps. For the small models here those products dominate a training step.
 //! [`conv2d`] instead gathers the input pixels under every output pixel's window into one row
-//! of a `[batch · pixels, taps · channels]` matrix and multiplies it by the weights once. With
-//! channels last, that gathering is a select of whole rows. [`conv_transpose2d`] multiplies first
-//! and then adds each product row to the output pixel its tap covers, a row scatter-add. Both are
-//! composed of differentiable tensor operations, so autodiff derives backward passes of the same
-//! kinds: large matrix products, row selects and row scatter-adds.
+//! of a `[batch · pixels, taps · channels]` matrix and multiplies it by the weights once.
+//! [`conv_transpose2d`] multiplies first and then adds each product row's taps onto the output
+//! pixels they cover. The gathering and the adding are burn-flex kernels in the `kernels`
+//! module, each the other's backward pass, so a training step is large matrix products plus
+//! memory copies. Max pooling and the leaky ReLU have kernels there too.
 //!
 //! The functions read the weights of Burn's own layers in their usual layout, so a model that
 //! runs through them saves, loads and folds like any other. Only what the models here use is
 //! supported: one group, no dilation and no output padding.
 //!
-//! On other backends than burn-flex the convolutions run Burn's own layers between two
-//! permutes. cubecl's row scatter-add gives each output column one thread that walks all the
-//! rows in turn, which leaves a GPU nearly idle for the few channels these layers have.
-
-use std::cell::RefCell;
-use std::collections::VecDeque;
+//! On other backends than burn-flex, for other element types than `f32`, and for autodiff when
+//! this crate is built without its `autodiff` feature, the convolutions run Burn's own layers
+//! between two permutes.
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, PaddingConfig2d};
-use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::nn::{BatchNorm, LeakyRelu, PaddingConfig2d};
+use burn::tensor::{DType, Device, Tensor};
+
+mod kernels;
 
 /// Reorders `[batch, channels, height, width]` to `[batch, height, width, channels]`.
 pub fn to_channels_last(x: Tensor<4>) -> Tensor<4> {
@@ -44,7 +43,7 @@ pub fn to_channels_first(x: Tensor<4>) -> Tensor<4> {
 /// - x: `[batch, height, width, channels_in]`
 /// - output: `[batch, height_out, width_out, channels_out]`, the sizes `conv.forward` gives
 pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
-    if !on_flex(&x.device()) {
+    if !kernels_run(&x) {
         return to_channels_last(conv.forward(to_channels_first(x)));
     }
     let [batch, height, width, channels] = x.dims();
@@ -65,26 +64,12 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
     };
     let [out_h, out_w] = geometry.output;
 
-    // Every (output pixel, tap) pair reads one input pixel's channels, or the zero row past the
-    // input where the tap falls into the padding. Without padding no tap needs that row, so the
-    // copy that appends it is skipped.
-    let pixels = x.reshape([batch * height * width, channels]);
-    let device = pixels.device();
-    let pixels = if padding == [(0, 0); 2] {
-        pixels
-    } else {
-        Tensor::cat(vec![pixels, Tensor::zeros([1, channels], &device)], 0)
-    };
-    let windows = pixels
-        .select(0, geometry.tap_rows(&device))
-        .reshape([batch * out_h * out_w, kernel_h * kernel_w * channels]);
     let weight = conv
         .weight
         .val()
         .permute([0, 2, 3, 1])
         .reshape([out_channels, kernel_h * kernel_w * in_channels]);
-
-    let y = windows.matmul(weight.transpose());
+    let y = kernels::gather(x, geometry).matmul(weight.transpose());
     let y = match &conv.bias {
         Some(bias) => y + bias.val().unsqueeze(),
         None => y,
@@ -102,7 +87,7 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
 /// - x: `[batch, height, width, channels_in]`
 /// - output: `[batch, height_out, width_out, channels_out]`, the sizes `conv.forward` gives
 pub fn conv_transpose2d(x: Tensor<4>, conv: &ConvTranspose2d) -> Tensor<4> {
-    if !on_flex(&x.device()) {
+    if !kernels_run(&x) {
         return to_channels_last(conv.forward(to_channels_first(x)));
     }
     let [batch, height, width, channels] = x.dims();
@@ -129,22 +114,28 @@ pub fn conv_transpose2d(x: Tensor<4>, conv: &ConvTranspose2d) -> Tensor<4> {
         .val()
         .permute([0, 2, 3, 1])
         .reshape([in_channels, kernel_h * kernel_w * out_channels]);
-    let products = x
-        .reshape([batch * height * width, in_channels])
-        .matmul(weight)
-        .reshape([batch * height * width * kernel_h * kernel_w, out_channels]);
-
-    // Products whose tap falls into the padding go to a spare row past the output.
-    let device = products.device();
-    let rows = batch * out_h * out_w;
-    let y = Tensor::zeros([rows + 1, out_channels], &device)
-        .select_assign(0, geometry.tap_rows(&device), products, IndexingUpdateOp::Add)
-        .slice([0..rows, 0..out_channels]);
-    let y = match &conv.bias {
+    let products = x.reshape([batch * height * width, in_channels]).matmul(weight);
+    let y = kernels::scatter_add(products, geometry);
+    match &conv.bias {
         Some(bias) => y + bias.val().unsqueeze(),
         None => y,
-    };
-    y.reshape([batch, out_h, out_w, out_channels])
+    }
+}
+
+/// Applies `activation` to a batch of any layout.
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, activation: &LeakyRelu) -> Tensor<D> {
+    if !kernels_run(&x) {
+        return activation.forward(x);
+    }
+    kernels::leaky_relu(x, activation.negative_slope)
+}
+
+/// Returns whether the layers here can run `x` through the `kernels` module: an `f32` tensor on
+/// burn-flex, without autodiff unless this crate was built with the kernels' backward passes.
+fn kernels_run<const D: usize>(x: &Tensor<D>) -> bool {
+    let device = x.device();
+    let autodiff_ready = !device.is_autodiff() || cfg!(any(feature = "autodiff", test));
+    on_flex(&device) && x.dtype() == DType::F32 && autodiff_ready
 }
 
 /// Returns whether `device` is burn-flex, with or without autodiff.
@@ -154,7 +145,7 @@ fn on_flex(device: &Device) -> bool {
 
 /// The pixel geometry of a convolution without dilation, from input to output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
+pub struct Geometry {
     batch: usize,
     /// Height and width of the input, without padding.
     input: [usize; 2],
@@ -164,63 +155,6 @@ struct Geometry {
     before: [usize; 2],
     /// Height and width of the output.
     output: [usize; 2],
-}
-
-/// Index tensors built most recently, reused while training repeats the same batch shapes.
-const CACHED_GEOMETRIES: usize = 16;
-
-thread_local! {
-    static TAP_ROWS: RefCell<VecDeque<(Geometry, Device, Tensor<1, Int>)>> =
-        const { RefCell::new(VecDeque::new()) };
-}
-
-impl Geometry {
-    /// Returns the row of each (output pixel, tap) pair's input pixel in
-    /// `[batch · height · width, _]`, or `batch · height · width` for a tap in the padding.
-    /// Output pixels come in raster order, and the taps of each in raster order too.
-    fn tap_rows(&self, device: &Device) -> Tensor<1, Int> {
-        TAP_ROWS.with_borrow_mut(|cache| {
-            if let Some((.., rows)) = cache.iter().find(|(geometry, on, _)| geometry == self && on == device) {
-                return rows.clone();
-            }
-            let rows = self.build_tap_rows(device);
-            if cache.len() == CACHED_GEOMETRIES {
-                cache.pop_front();
-            }
-            cache.push_back((*self, device.clone(), rows.clone()));
-            rows
-        })
-    }
-
-    /// Builds the index tensor that [`Self::tap_rows`] caches.
-    fn build_tap_rows(&self, device: &Device) -> Tensor<1, Int> {
-        let [height, width] = self.input;
-        let [out_h, out_w] = self.output;
-        let [kernel_h, kernel_w] = self.kernel;
-        let outside = (self.batch * height * width) as i64;
-
-        let mut rows = Vec::with_capacity(self.batch * out_h * out_w * kernel_h * kernel_w);
-        for image in 0..self.batch {
-            for out_y in 0..out_h {
-                for out_x in 0..out_w {
-                    for tap_y in 0..kernel_h {
-                        for tap_x in 0..kernel_w {
-                            let y = (out_y * self.stride[0] + tap_y).checked_sub(self.before[0]);
-                            let x = (out_x * self.stride[1] + tap_x).checked_sub(self.before[1]);
-                            rows.push(match (y, x) {
-                                (Some(y), Some(x)) if y < height && x < width => {
-                                    ((image * height + y) * width + x) as i64
-                                }
-                                _ => outside,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        let count = rows.len();
-        Tensor::from_data(TensorData::new(rows, [count]), device)
-    }
 }
 
 /// Applies `norm` to a channels-last batch, normalizing each channel over batch and pixels.
@@ -233,14 +167,17 @@ pub fn batch_norm(x: Tensor<4>, norm: &BatchNorm) -> Tensor<4> {
 /// Applies a max pooling with equal kernel and stride, without padding, to a channels-last
 /// batch whose sides are multiples of the kernel.
 ///
-/// The maximum is taken pairwise over the rows of each window and then over its columns, because
-/// the gradient of a pairwise maximum is a mask. A maximum over an axis would scatter its
-/// gradient back element by element, which burn-flex does slowly.
+/// burn-flex runs the `kernels` module's kernel. Elsewhere the maximum is taken pairwise over the
+/// rows of each window and then over its columns, whose gradient is a mask, rather than over an
+/// axis, whose gradient is a scatter.
 pub fn max_pool2d(x: Tensor<4>, pool: &MaxPool2d) -> Tensor<4> {
     let [batch, height, width, channels] = x.dims();
     let [kernel_h, kernel_w] = pool.kernel_size;
     debug_assert_eq!(pool.stride, pool.kernel_size, "pooling windows overlap");
     debug_assert!(height % kernel_h == 0 && width % kernel_w == 0, "pooling leaves a remainder");
+    if kernels_run(&x) {
+        return kernels::max_pool(x, pool.kernel_size);
+    }
     let [out_h, out_w] = [height / kernel_h, width / kernel_w];
 
     let rows = max_over_axis1(x.reshape([batch * out_h, kernel_h, width * channels]));
@@ -284,6 +221,7 @@ fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
+    use burn::nn::LeakyReluConfig;
     use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
@@ -318,6 +256,15 @@ mod tests {
 
         for (actual, expected) in actual.iter().zip(&expected) {
             actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-4));
+        }
+    }
+
+    #[test]
+    fn kernels_run_on_flex_with_and_without_autodiff() {
+        for device in [Device::flex(), Device::flex().autodiff()] {
+            let x: Tensor<4> = Tensor::zeros([1, 4, 4, 2], &device);
+            assert!(kernels_run(&x), "{device:?}");
+            assert!(!kernels_run(&x.cast(DType::F64)), "f64 on {device:?}");
         }
     }
 
@@ -373,16 +320,64 @@ mod tests {
         }
     }
 
+    /// Checks that `ours` gives `burns`' output and input gradient for `input`, both on
+    /// `[batch, channels, height, width]` tensors.
+    fn assert_same_input_gradient(
+        input: Tensor<4>,
+        burns: impl Fn(Tensor<4>) -> Tensor<4>,
+        ours: impl Fn(Tensor<4>) -> Tensor<4>,
+    ) {
+        let weighting = Tensor::random(burns(input.clone()).dims(), Distribution::Default, &input.device());
+
+        let run = |forward: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = input.clone().require_grad();
+            let y = forward(x.clone());
+            let grads = (y.clone() * weighting.clone()).sum().backward();
+            [y.into_data(), x.grad(&grads).expect("input gradient").into_data()]
+        };
+        let expected = run(&burns);
+        let actual = run(&ours);
+
+        for (actual, expected) in actual.iter().zip(&expected) {
+            actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-6));
+        }
+    }
+
     #[test]
-    fn max_pool2d_matches_burn() {
-        let device = Device::flex();
+    fn max_pool2d_matches_burn_with_gradients() {
+        let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-        let x = random([2, 3, 8, 6], &device);
 
-        let expected = pool.forward(x.clone()).into_data();
-        let actual = to_channels_first(max_pool2d(to_channels_last(x), &pool)).into_data();
+        assert_same_input_gradient(
+            random([2, 3, 8, 6], &device),
+            |x| pool.forward(x),
+            |x| to_channels_first(max_pool2d(to_channels_last(x), &pool)),
+        );
+    }
 
-        actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+    #[test]
+    fn max_pool2d_sends_a_tied_gradient_to_one_pixel() {
+        let device = Device::flex().autodiff();
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        // The top-right and bottom-left pixels hold the maximum.
+        let x = Tensor::<1>::from_floats([0.0, 1.0, 1.0, 0.0], &device).reshape([1, 2, 2, 1]).require_grad();
+
+        let grads = max_pool2d(x.clone(), &pool).sum().backward();
+
+        // Columns outer, rows inner: the bottom-left pixel comes first, as in the pairwise
+        // maximum over rows and then columns that other backends run.
+        let grad: Vec<f32> = x.grad(&grads).expect("input gradient").into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(grad, [0.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn leaky_relu_matches_burn_with_gradients() {
+        let device = Device::flex().autodiff();
+        let activation = LeakyReluConfig::new().with_negative_slope(0.2).init();
+        // Zeros take the identity's gradient, as in Burn's leaky ReLU.
+        let input = Tensor::cat(vec![random([2, 3, 4, 5], &device), Tensor::zeros([1, 3, 4, 5], &device)], 0);
+
+        assert_same_input_gradient(input, |x| activation.forward(x), |x| leaky_relu(x, &activation));
     }
 
     #[test]

@@ -279,8 +279,8 @@ impl Discriminator {
         if let Some(norm) = &self.input_norm {
             x = channels_last::batch_norm(x, norm);
         }
-        let x = self.activation.forward(x);
-        let x = self.activation.forward(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norm));
+        let x = channels_last::leaky_relu(x, &self.activation);
+        let x = channels_last::leaky_relu(channels_last::batch_norm(conv2d(x, &self.convs[1]), &self.norm), &self.activation);
         conv2d(x, &self.convs[2]).reshape([batch])
     }
 }

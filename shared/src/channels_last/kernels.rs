@@ -1,0 +1,531 @@
+//! burn-flex kernels for the channels-last layers, each with its own backward pass.
+//!
+//! [`gather`] writes, for every output pixel of a convolution, the input pixels under its window
+//! into one row: taps in raster order, the channels of each tap together, zeros where a tap falls
+//! into the padding. [`scatter_add`] is its adjoint: it adds every row's taps back onto the input
+//! pixels they came from. Each is the other's backward pass, so autodiff records one node per
+//! call instead of the row select and row scatter-add that Burn's tensor operations would need,
+//! which copy one row at a time. With channels last, the taps of one window row are neighbouring
+//! input pixels, so each (output pixel, window row) pair copies one contiguous run of
+//! `taps · channels` values.
+//!
+//! [`max_pool`] and [`leaky_relu`] replace compositions whose backward passes run several
+//! masked selects over the whole tensor with one pass each.
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{DType, Tensor, TensorData};
+
+use super::Geometry;
+
+/// The kernels, implemented for burn-flex and, with the `autodiff` feature, for autodiff over
+/// any backend that implements them.
+#[backend_extension(Flex, Autodiff: cfg(any(feature = "autodiff", test)))]
+pub trait KernelOps: Backend {
+    /// Gathers the windows of `input` into rows.
+    fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
+
+    /// Adds each row's taps onto the input pixels they cover.
+    fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
+
+    /// Takes the maximum of every channel over non-overlapping `kernel` windows.
+    fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
+
+    /// Routes each pooled pixel's gradient to the input pixel that held its maximum.
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn max_pool_windows_backward(
+        input: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        kernel: [usize; 2],
+    ) -> FloatTensor<Self>;
+
+    /// Multiplies the negative values by `slope`.
+    fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
+
+    /// Multiplies the gradient by `slope` where the input was negative.
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
+}
+
+/// Gathers every output pixel's window of `input` into one row.
+///
+/// # Shapes
+///
+/// - input: `[batch, height, width, channels]`, the sizes `geometry.input` gives
+/// - output: `[batch · height_out · width_out, kernel_h · kernel_w · channels]`
+pub fn gather(input: Tensor<4>, geometry: Geometry) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::gather_windows(input.into_dispatch(), geometry))
+}
+
+/// Adds every row's taps onto the input pixels they cover, the adjoint of [`gather`].
+///
+/// # Shapes
+///
+/// - rows: `[batch · height_out · width_out, kernel_h · kernel_w · channels]`
+/// - output: `[batch, height, width, channels]`, the sizes `geometry.input` gives
+pub fn scatter_add(rows: Tensor<2>, geometry: Geometry) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::scatter_add_windows(rows.into_dispatch(), geometry))
+}
+
+/// Takes the maximum of every channel over non-overlapping `kernel` windows.
+///
+/// Where several pixels of a window hold the maximum, the gradient goes to the first of them in
+/// column-major order within the window, as a pairwise maximum over rows and then over columns
+/// would send it.
+///
+/// # Shapes
+///
+/// - input: `[batch, height, width, channels]`, `height` and `width` multiples of `kernel`
+/// - output: `[batch, height / kernel_h, width / kernel_w, channels]`
+pub fn max_pool(input: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::max_pool_windows(input.into_dispatch(), kernel))
+}
+
+/// Returns `x` where it is zero or positive and `slope · x` where it is negative, as Burn's
+/// `leaky_relu` does.
+pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::leaky_relu_kernel(input.into_dispatch(), slope))
+}
+
+impl KernelOps for Flex {
+    fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+        let channels = channels(&input, 4);
+        let input = contiguous(input);
+        let input: &[f32] = input.as_slice().expect("a contiguous tensor");
+        let mut rows = vec![0.0; geometry.rows() * geometry.taps() * channels];
+        each_chunk(&mut rows, geometry.rows_per_image() * geometry.taps() * channels, |image, out| {
+            geometry.for_each_run(channels, |row, tap, pixel, len| {
+                let from = (image * geometry.pixels_per_image() + pixel) * channels;
+                let to = (row * geometry.taps() + tap) * channels;
+                out[to..to + len].copy_from_slice(&input[from..from + len]);
+            });
+        });
+        let shape = [geometry.rows(), geometry.taps() * channels];
+        flex_tensor(rows, shape.to_vec())
+    }
+
+    fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+        let channels = channels(&rows, 2) / geometry.taps();
+        let rows = contiguous(rows);
+        let rows: &[f32] = rows.as_slice().expect("a contiguous tensor");
+        let mut output = vec![0.0; geometry.batch * geometry.pixels_per_image() * channels];
+        each_chunk(&mut output, geometry.pixels_per_image() * channels, |image, out| {
+            geometry.for_each_run(channels, |row, tap, pixel, len| {
+                let from = ((image * geometry.rows_per_image() + row) * geometry.taps() + tap) * channels;
+                let to = pixel * channels;
+                for (sum, value) in out[to..to + len].iter_mut().zip(&rows[from..from + len]) {
+                    *sum += value;
+                }
+            });
+        });
+        let [height, width] = geometry.input;
+        flex_tensor(output, vec![geometry.batch, height, width, channels])
+    }
+
+    fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
+        let pool = Pool::new(&input, kernel);
+        let input = contiguous(input);
+        let input: &[f32] = input.as_slice().expect("a contiguous tensor");
+        let mut output = vec![0.0; pool.batch * pool.output_per_image()];
+        each_chunk(&mut output, pool.output_per_image(), |image, out| {
+            let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
+            for (pixel, maxima) in out.chunks_exact_mut(pool.channels).enumerate() {
+                let mut taps = pool.taps(pixel);
+                maxima.copy_from_slice(&input[taps.next().expect("a window tap")..][..pool.channels]);
+                for tap in taps {
+                    for (maximum, &value) in maxima.iter_mut().zip(&input[tap..tap + pool.channels]) {
+                        *maximum = if value > *maximum { value } else { *maximum };
+                    }
+                }
+            }
+        });
+        flex_tensor(output, pool.output_shape())
+    }
+
+    fn max_pool_windows_backward(
+        input: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        kernel: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let pool = Pool::new(&input, kernel);
+        let [input, output, grad] = [input, output, grad].map(contiguous);
+        let [input, output, grad]: [&[f32]; 3] =
+            [&input, &output, &grad].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+        let mut input_grad = vec![0.0; pool.batch * pool.input_per_image()];
+        each_chunk(&mut input_grad, pool.input_per_image(), |image, out| {
+            let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
+            let first = image * pool.output_per_image();
+            let output = &output[first..first + pool.output_per_image()];
+            let grad = &grad[first..first + pool.output_per_image()];
+            // The gradient of each channel of the current window not yet given to a pixel.
+            let mut left = vec![0.0; pool.channels];
+            for (pixel, (maxima, grad)) in
+                output.chunks_exact(pool.channels).zip(grad.chunks_exact(pool.channels)).enumerate()
+            {
+                left.copy_from_slice(grad);
+                for tap in pool.taps(pixel) {
+                    let values = &input[tap..tap + pool.channels];
+                    let grads = &mut out[tap..tap + pool.channels];
+                    for ((left, to), (value, maximum)) in left.iter_mut().zip(grads).zip(values.iter().zip(maxima)) {
+                        let is_maximum = value == maximum;
+                        *to = if is_maximum { *left } else { 0.0 };
+                        *left = if is_maximum { 0.0 } else { *left };
+                    }
+                }
+            }
+        });
+        flex_tensor(input_grad, pool.input_shape())
+    }
+
+    fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        <Flex as burn::backend::ops::ActivationOps<Flex>>::leaky_relu(input, slope.into())
+    }
+
+    fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        let shape = input.layout().shape().to_vec();
+        let [input, grad] = [input, grad].map(contiguous);
+        let [input, grad]: [&[f32]; 2] = [&input, &grad].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+        let slope = slope as f32;
+        let values = input.iter().zip(grad).map(|(&x, &g)| if x < 0.0 { g * slope } else { g }).collect();
+        flex_tensor(values, shape)
+    }
+}
+
+/// The sizes of a max pooling over non-overlapping windows of a channels-last batch.
+struct Pool {
+    batch: usize,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    channels: usize,
+}
+
+impl Pool {
+    fn new(input: &FloatTensor<Flex>, kernel: [usize; 2]) -> Self {
+        let shape = input.layout().shape();
+        debug_assert_eq!(shape.num_dims(), 4, "tensor rank");
+        debug_assert!(shape[1] % kernel[0] == 0 && shape[2] % kernel[1] == 0, "pooling leaves a remainder");
+        Pool { batch: shape[0], input: [shape[1], shape[2]], kernel, channels: shape[3] }
+    }
+
+    fn output(&self) -> [usize; 2] {
+        [self.input[0] / self.kernel[0], self.input[1] / self.kernel[1]]
+    }
+
+    fn input_per_image(&self) -> usize {
+        self.input[0] * self.input[1] * self.channels
+    }
+
+    fn output_per_image(&self) -> usize {
+        self.output()[0] * self.output()[1] * self.channels
+    }
+
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn input_shape(&self) -> Vec<usize> {
+        vec![self.batch, self.input[0], self.input[1], self.channels]
+    }
+
+    fn output_shape(&self) -> Vec<usize> {
+        let [height, width] = self.output();
+        vec![self.batch, height, width, self.channels]
+    }
+
+    /// Returns the offsets in one image's values of the first channel of each input pixel under
+    /// output `pixel`'s window, columns outer and rows inner.
+    fn taps(&self, pixel: usize) -> impl Iterator<Item = usize> {
+        let [kernel_h, kernel_w] = self.kernel;
+        let out_w = self.output()[1];
+        let (y0, x0) = (pixel / out_w * kernel_h, pixel % out_w * kernel_w);
+        let (width, channels) = (self.input[1], self.channels);
+        (0..kernel_w).flat_map(move |tap_x| (0..kernel_h).map(move |tap_y| ((y0 + tap_y) * width + x0 + tap_x) * channels))
+    }
+}
+
+/// Returns the size of the last axis of a `rank`-dimensional tensor.
+fn channels(tensor: &FloatTensor<Flex>, rank: usize) -> usize {
+    let shape = tensor.layout().shape();
+    debug_assert_eq!(shape.num_dims(), rank, "tensor rank");
+    shape[rank - 1]
+}
+
+/// Returns `tensor` with its values contiguous in row-major order, copying only a strided view.
+fn contiguous(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    debug_assert_eq!(tensor.dtype(), DType::F32, "window kernels run on f32 tensors");
+    tensor.to_contiguous()
+}
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
+    burn::backend::flex::FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl Geometry {
+    fn taps(&self) -> usize {
+        self.kernel[0] * self.kernel[1]
+    }
+
+    fn rows_per_image(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    fn rows(&self) -> usize {
+        self.batch * self.rows_per_image()
+    }
+
+    fn pixels_per_image(&self) -> usize {
+        self.input[0] * self.input[1]
+    }
+
+    /// Calls `f(row, first_tap, pixel, len)` for every window row of every output pixel of one
+    /// image that reaches into the input: `len` values starting at the input `pixel` (in
+    /// `[height · width]`) belong to the row's taps from `first_tap` on.
+    fn for_each_run(&self, channels: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+        let [height, width] = self.input.map(|side| side as isize);
+        let [kernel_h, kernel_w] = self.kernel;
+        let [stride_y, stride_x] = self.stride;
+        let [before_y, before_x] = self.before.map(|side| side as isize);
+
+        for out_y in 0..self.output[0] {
+            for out_x in 0..self.output[1] {
+                let row = out_y * self.output[1] + out_x;
+                // The window's first column, and the taps of each row that fall inside the input.
+                let x0 = (out_x * stride_x) as isize - before_x;
+                let first = (-x0).max(0) as usize;
+                let last = (width - x0).clamp(0, kernel_w as isize) as usize;
+                if first >= last {
+                    continue;
+                }
+                for tap_y in 0..kernel_h {
+                    let y = (out_y * stride_y + tap_y) as isize - before_y;
+                    if y < 0 || y >= height {
+                        continue;
+                    }
+                    let pixel = (y * width + x0) as usize + first;
+                    f(row, tap_y * kernel_w + first, pixel, (last - first) * channels);
+                }
+            }
+        }
+    }
+
+}
+
+/// Splits `values` into chunks of `chunk` values, one per image, and calls `f(image, chunk)` on
+/// each, in parallel where threads are available.
+fn each_chunk(values: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) {
+    if chunk == 0 {
+        return;
+    }
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        values.par_chunks_mut(chunk).enumerate().for_each(|(image, out)| f(image, out));
+    }
+    #[cfg(target_family = "wasm")]
+    values.chunks_mut(chunk).enumerate().for_each(|(image, out)| f(image, out));
+}
+
+#[cfg(any(feature = "autodiff", test))]
+mod autodiff {
+    use burn::backend::Autodiff;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+    use burn::backend::tensor::FloatTensor;
+
+    use super::{Geometry, KernelOps};
+
+    #[derive(Debug)]
+    struct Gather;
+
+    #[derive(Debug)]
+    struct ScatterAdd;
+
+    #[derive(Debug)]
+    struct MaxPool;
+
+    #[derive(Debug)]
+    struct LeakyRelu;
+
+    impl<B: KernelOps> Backward<B, 1> for Gather {
+        type State = Geometry;
+
+        fn backward(self, ops: Ops<Geometry, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let geometry = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| B::scatter_add_windows(grad, geometry));
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 1> for ScatterAdd {
+        type State = Geometry;
+
+        fn backward(self, ops: Ops<Geometry, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let geometry = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| B::gather_windows(grad, geometry));
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 1> for MaxPool {
+        /// The input, the output and the kernel size.
+        type State = (FloatTensor<B>, FloatTensor<B>, [usize; 2]);
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let (input, output, kernel) = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                B::max_pool_windows_backward(input, output, grad, kernel)
+            });
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 1> for LeakyRelu {
+        /// The input and the slope.
+        type State = (FloatTensor<B>, f64);
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let (input, slope) = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| B::leaky_relu_kernel_backward(input, grad, slope));
+        }
+    }
+
+    impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
+        fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+            let (primitive, node) = input.into_parts();
+            match Gather.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(geometry, B::gather_windows(primitive, geometry)),
+                OpsKind::UnTracked(prep) => prep.finish(B::gather_windows(primitive, geometry)),
+            }
+        }
+
+        fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+            let (primitive, node) = rows.into_parts();
+            match ScatterAdd.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(geometry, B::scatter_add_windows(primitive, geometry)),
+                OpsKind::UnTracked(prep) => prep.finish(B::scatter_add_windows(primitive, geometry)),
+            }
+        }
+
+        fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
+            let (primitive, node) = input.into_parts();
+            match MaxPool.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let output = B::max_pool_windows(primitive.clone(), kernel);
+                    prep.finish((primitive, output.clone(), kernel), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::max_pool_windows(primitive, kernel)),
+            }
+        }
+
+        fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+            let (primitive, node) = input.into_parts();
+            match LeakyRelu.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let output = B::leaky_relu_kernel(primitive.clone(), slope);
+                    prep.finish((primitive, slope), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::leaky_relu_kernel(primitive, slope)),
+            }
+        }
+
+        /// Runs the inner backend's backward pass, whose result is not differentiated again.
+        fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+            let [input, grad] = [input, grad].map(|tensor| tensor.into_primitive());
+            FloatTensor::<Self>::new(B::leaky_relu_kernel_backward(input, grad, slope))
+        }
+
+        /// Runs the inner backend's backward pass, whose result is not differentiated again.
+        fn max_pool_windows_backward(
+            input: FloatTensor<Self>,
+            output: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            kernel: [usize; 2],
+        ) -> FloatTensor<Self> {
+            let [input, output, grad] = [input, output, grad].map(|tensor| tensor.into_primitive());
+            FloatTensor::<Self>::new(B::max_pool_windows_backward(input, output, grad, kernel))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution, Tolerance};
+
+    /// Geometries of the models' layers and of odd paddings and strides.
+    fn geometries() -> Vec<Geometry> {
+        let geometry = |input: [usize; 2], kernel, stride, before: [usize; 2], output| Geometry {
+            batch: 2,
+            input,
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            before,
+            output,
+        };
+        vec![
+            geometry([28, 28], 3, 1, [1, 1], [28, 28]),
+            geometry([28, 28], 4, 2, [0, 0], [13, 13]),
+            geometry([14, 14], 4, 2, [1, 1], [7, 7]),
+            geometry([5, 5], 5, 1, [0, 0], [1, 1]),
+            geometry([3, 3], 3, 1, [0, 0], [1, 1]),
+            geometry([9, 7], 3, 2, [2, 0], [5, 3]),
+        ]
+    }
+
+    fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    /// Reads one window value the slow way: the input pixel under `tap`, or zero in the padding.
+    fn window_value(input: &[f32], geometry: &Geometry, channels: usize, image: usize, out: [usize; 2], tap: [usize; 2], channel: usize) -> f32 {
+        let [height, width] = geometry.input;
+        let y = (out[0] * geometry.stride[0] + tap[0]).checked_sub(geometry.before[0]);
+        let x = (out[1] * geometry.stride[1] + tap[1]).checked_sub(geometry.before[1]);
+        match (y, x) {
+            (Some(y), Some(x)) if y < height && x < width => input[((image * height + y) * width + x) * channels + channel],
+            _ => 0.0,
+        }
+    }
+
+    #[test]
+    fn gather_reads_every_window_pixel_or_zero() {
+        let device = Device::flex();
+        for geometry in geometries() {
+            let channels = 3;
+            let [height, width] = geometry.input;
+            let input = random([geometry.batch, height, width, channels], &device);
+            let values: Vec<f32> = input.to_data().try_to_vec::<f32>().unwrap();
+
+            let rows = gather(input, geometry);
+            assert_eq!(rows.dims(), [geometry.rows(), geometry.taps() * channels], "{geometry:?}");
+            let rows: Vec<f32> = rows.into_data().try_to_vec::<f32>().unwrap();
+
+            let [out_h, out_w] = geometry.output;
+            let mut expected = Vec::new();
+            for image in 0..geometry.batch {
+                for out in (0..out_h).flat_map(|y| (0..out_w).map(move |x| [y, x])) {
+                    for tap in (0..geometry.kernel[0]).flat_map(|y| (0..geometry.kernel[1]).map(move |x| [y, x])) {
+                        for channel in 0..channels {
+                            expected.push(window_value(&values, &geometry, channels, image, out, tap, channel));
+                        }
+                    }
+                }
+            }
+            assert_eq!(rows, expected, "{geometry:?}");
+        }
+    }
+
+    #[test]
+    fn scatter_add_is_the_adjoint_of_gather() {
+        let device = Device::flex();
+        for geometry in geometries() {
+            let channels = 2;
+            let [height, width] = geometry.input;
+            let input = random([geometry.batch, height, width, channels], &device);
+            let rows = random([geometry.rows(), geometry.taps() * channels], &device);
+
+            // <gather(input), rows> = <input, scatter_add(rows)> for every input and rows.
+            let left = (gather(input.clone(), geometry) * rows.clone()).sum();
+            let right = (input * scatter_add(rows, geometry)).sum();
+            left.into_data().assert_approx_eq::<f32>(&right.into_data(), Tolerance::absolute(1e-3));
+        }
+    }
+}
