@@ -158,10 +158,40 @@ pub struct Geometry {
 }
 
 /// Applies `norm` to a channels-last batch, normalizing each channel over batch and pixels.
+///
+/// In training on burn-flex, the `kernels` module normalizes and updates the running statistics
+/// as Burn's layer would. Burn's own training path transposes the activations to channels first
+/// for the statistics and again for the gradients.
 pub fn batch_norm(x: Tensor<4>, norm: &BatchNorm) -> Tensor<4> {
     let [batch, height, width, channels] = x.dims();
-    norm.forward(x.reshape([batch * height * width, channels]))
-        .reshape([batch, height, width, channels])
+    let rows = x.reshape([batch * height * width, channels]);
+
+    let training = rows.device().is_autodiff() && norm.training.is_enabled();
+    let y = if training && kernels_run(&rows) {
+        let (y, statistics) = kernels::batch_norm_train(rows, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+        update_running_statistics(norm, statistics);
+        y
+    } else {
+        norm.forward(rows)
+    };
+    y.reshape([batch, height, width, channels])
+}
+
+/// Moves `norm`'s running mean and variance towards the batch's `[2, channels]` statistics by
+/// its momentum, as Burn's layer does in training.
+fn update_running_statistics(norm: &BatchNorm, statistics: Tensor<2>) {
+    let [_, channels] = statistics.dims();
+    let device = statistics.device();
+    let [mean, variance] = [0, 1].map(|row| statistics.clone().slice([row..row + 1, 0..channels]).reshape([channels]));
+
+    for (running, batch) in [(&norm.running_mean, mean), (&norm.running_var, variance)] {
+        let value = running
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - norm.momentum)
+            .add(batch.detach().mul_scalar(norm.momentum));
+        running.update(value.detach());
+    }
 }
 
 /// Applies a max pooling with equal kernel and stride, without padding, to a channels-last
@@ -221,7 +251,8 @@ fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
-    use burn::nn::LeakyReluConfig;
+    use burn::module::Param;
+    use burn::nn::{BatchNormConfig, LeakyReluConfig};
     use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
@@ -356,10 +387,10 @@ mod tests {
     }
 
     #[test]
-    fn max_pool2d_sends_a_tied_gradient_to_one_pixel() {
+    fn max_pool2d_tie_picks_one_pixel() {
         let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-        // The top-right and bottom-left pixels hold the maximum.
+        // The top-right and bottom-left pixels contain the maximum.
         let x = Tensor::<1>::from_floats([0.0, 1.0, 1.0, 0.0], &device).reshape([1, 2, 2, 1]).require_grad();
 
         let grads = max_pool2d(x.clone(), &pool).sum().backward();
@@ -378,6 +409,42 @@ mod tests {
         let input = Tensor::cat(vec![random([2, 3, 4, 5], &device), Tensor::zeros([1, 3, 4, 5], &device)], 0);
 
         assert_same_input_gradient(input, |x| activation.forward(x), |x| leaky_relu(x, &activation));
+    }
+
+    #[test]
+    fn batch_norm_matches_burn_in_training_with_gradients() {
+        let device = Device::flex().autodiff();
+        let gamma = Tensor::random([3], Distribution::Uniform(0.5, 1.5), &device);
+        let beta = random([3, 1, 1, 1], &device).reshape([3]);
+        let norm = || BatchNorm {
+            gamma: Param::from_tensor(gamma.clone()),
+            beta: Param::from_tensor(beta.clone()),
+            ..BatchNormConfig::new(3).init(&device)
+        };
+        let input = random([4, 3, 5, 6], &device).mul_scalar(2.0).add_scalar(1.0);
+        let weighting = Tensor::random([4, 3, 5, 6], Distribution::Default, &device);
+
+        let run = |norm: &BatchNorm, forward: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+            let x = input.clone().require_grad();
+            let y = forward(x.clone());
+            let grads = (y.clone() * weighting.clone()).sum().backward();
+            [
+                y.into_data(),
+                x.grad(&grads).expect("input gradient").into_data(),
+                norm.gamma.val().grad(&grads).expect("gamma gradient").into_data(),
+                norm.beta.val().grad(&grads).expect("beta gradient").into_data(),
+                norm.running_mean.value().into_data(),
+                norm.running_var.value().into_data(),
+            ]
+        };
+        let burns = norm();
+        let expected = run(&burns, &|x| burns.forward(x));
+        let ours = norm();
+        let actual = run(&ours, &|x| to_channels_first(batch_norm(to_channels_last(x), &ours)));
+
+        for (actual, expected) in actual.iter().zip(&expected) {
+            actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-4));
+        }
     }
 
     #[test]

@@ -40,6 +40,27 @@ pub trait KernelOps: Backend {
         kernel: [usize; 2],
     ) -> FloatTensor<Self>;
 
+    /// Normalizes every channel of `[rows, channels]` by its mean and biased variance over the
+    /// rows, then scales by `gamma` and shifts by `beta`. Returns the output and the statistics,
+    /// `[2, channels]` with the means in the first row.
+    fn batch_norm_rows(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Returns the gradients of [`KernelOps::batch_norm_rows`] for the input, `gamma` and `beta`,
+    /// with the statistics' own dependence on the input.
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn batch_norm_rows_backward(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        statistics: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
     /// Multiplies the negative values by `slope`.
     fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
 
@@ -86,6 +107,25 @@ pub fn max_pool(input: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
 /// `leaky_relu` does.
 pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::leaky_relu_kernel(input.into_dispatch(), slope))
+}
+
+/// Normalizes every channel of `rows` over the rows by the batch's statistics, as Burn's
+/// `BatchNorm` does in training. Returns the output and the statistics, means in the first row
+/// and biased variances in the second, outside the autodiff graph.
+///
+/// # Shapes
+///
+/// - rows: `[rows, channels]`
+/// - gamma, beta: `[channels]`
+/// - output: `[rows, channels]` and `[2, channels]`
+pub fn batch_norm_train(rows: Tensor<2>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<2>, Tensor<2>) {
+    let (output, statistics) = <Dispatch as KernelOps>::batch_norm_rows(
+        rows.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    (Tensor::from_dispatch(output), Tensor::from_dispatch(statistics))
 }
 
 impl KernelOps for Flex {
@@ -190,6 +230,77 @@ impl KernelOps for Flex {
         let slope = slope as f32;
         let values = input.iter().zip(grad).map(|(&x, &g)| if x < 0.0 { g * slope } else { g }).collect();
         flex_tensor(values, shape)
+    }
+
+    fn batch_norm_rows(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = input.layout().shape().to_vec();
+        let channels = channels(&input, 2);
+        let [input, gamma, beta] = [input, gamma, beta].map(contiguous);
+        let [input, gamma, beta]: [&[f32]; 3] =
+            [&input, &gamma, &beta].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+
+        let (mean, variance) = channel_statistics(input, channels);
+        let scale: Vec<f32> = gamma.iter().zip(&variance).map(|(g, v)| g / (v + epsilon as f32).sqrt()).collect();
+        let mut output = vec![0.0; input.len()];
+        for (out, row) in output.chunks_exact_mut(channels).zip(input.chunks_exact(channels)) {
+            for (((out, x), (mean, scale)), beta) in out.iter_mut().zip(row).zip(mean.iter().zip(&scale)).zip(beta) {
+                *out = (x - mean) * scale + beta;
+            }
+        }
+
+        let statistics = [mean, variance].concat();
+        (flex_tensor(output, shape), flex_tensor(statistics, vec![2, channels]))
+    }
+
+    fn batch_norm_rows_backward(
+        input: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        statistics: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let shape = input.layout().shape().to_vec();
+        let channels = channels(&input, 2);
+        let [input, gamma, statistics, grad] = [input, gamma, statistics, grad].map(contiguous);
+        let [input, gamma, statistics, grad]: [&[f32]; 4] = [&input, &gamma, &statistics, &grad]
+            .map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+        let (mean, variance) = statistics.split_at(channels);
+        let inverse_std: Vec<f32> = variance.iter().map(|v| 1.0 / (v + epsilon as f32).sqrt()).collect();
+
+        // The sums over the rows of the gradient and of the gradient times the normalized input
+        // are the gradients of beta and gamma.
+        let mut beta_grad = vec![0.0f64; channels];
+        let mut gamma_grad = vec![0.0f64; channels];
+        for (row, grad) in input.chunks_exact(channels).zip(grad.chunks_exact(channels)) {
+            let per_channel = row.iter().zip(grad).zip(mean.iter().zip(&inverse_std));
+            for (((x, g), (mean, inverse_std)), (beta_sum, gamma_sum)) in per_channel.zip(beta_grad.iter_mut().zip(gamma_grad.iter_mut())) {
+                *beta_sum += f64::from(*g);
+                *gamma_sum += f64::from(g * (x - mean) * inverse_std);
+            }
+        }
+        let beta_grad: Vec<f32> = beta_grad.into_iter().map(|sum| sum as f32).collect();
+        let gamma_grad: Vec<f32> = gamma_grad.into_iter().map(|sum| sum as f32).collect();
+
+        let count = (input.len() / channels.max(1)) as f32;
+        let mut input_grad = vec![0.0; input.len()];
+        for ((out, row), grad) in input_grad.chunks_exact_mut(channels).zip(input.chunks_exact(channels)).zip(grad.chunks_exact(channels)) {
+            for channel in 0..channels {
+                let normalized = (row[channel] - mean[channel]) * inverse_std[channel];
+                let centred = grad[channel] - beta_grad[channel] / count - normalized * gamma_grad[channel] / count;
+                out[channel] = gamma[channel] * inverse_std[channel] * centred;
+            }
+        }
+
+        (
+            flex_tensor(input_grad, shape),
+            flex_tensor(gamma_grad, vec![channels]),
+            flex_tensor(beta_grad, vec![channels]),
+        )
     }
 }
 
@@ -309,6 +420,28 @@ impl Geometry {
 
 }
 
+/// Returns the mean and the biased variance of every channel of row-major `[rows, channels]`
+/// values, summed in `f64`.
+fn channel_statistics(values: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
+    let count = (values.len() / channels.max(1)) as f64;
+    let mut sums = vec![0.0f64; channels];
+    for row in values.chunks_exact(channels) {
+        for (sum, value) in sums.iter_mut().zip(row) {
+            *sum += f64::from(*value);
+        }
+    }
+    let mean: Vec<f32> = sums.iter().map(|sum| (sum / count) as f32).collect();
+
+    let mut squares = vec![0.0f64; channels];
+    for row in values.chunks_exact(channels) {
+        for ((square, value), mean) in squares.iter_mut().zip(row).zip(&mean) {
+            *square += f64::from(value - mean).powi(2);
+        }
+    }
+    let variance = squares.iter().map(|square| (square / count) as f32).collect();
+    (mean, variance)
+}
+
 /// Splits `values` into chunks of `chunk` values, one per image, and calls `f(image, chunk)` on
 /// each, in parallel where threads are available.
 fn each_chunk(values: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) {
@@ -346,6 +479,9 @@ mod autodiff {
 
     #[derive(Debug)]
     struct LeakyRelu;
+
+    #[derive(Debug)]
+    struct BatchNormRows;
 
     impl<B: KernelOps> Backward<B, 1> for Gather {
         type State = Geometry;
@@ -387,6 +523,24 @@ mod autodiff {
         }
     }
 
+    impl<B: KernelOps> Backward<B, 3> for BatchNormRows {
+        /// The input, gamma, the statistics and epsilon.
+        type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64);
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [input_node, gamma_node, beta_node] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (input, gamma, statistics, epsilon) = ops.state;
+
+            let (input_grad, gamma_grad, beta_grad) = B::batch_norm_rows_backward(input, gamma, statistics, grad, epsilon);
+            for (node, grad) in [(input_node, input_grad), (gamma_node, gamma_grad), (beta_node, beta_grad)] {
+                if let Some(node) = node {
+                    grads.register::<B>(node.id, grad);
+                }
+            }
+        }
+    }
+
     impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
             let (primitive, node) = input.into_parts();
@@ -413,6 +567,41 @@ mod autodiff {
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::max_pool_windows(primitive, kernel)),
             }
+        }
+
+        fn batch_norm_rows(
+            input: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+            let (input, input_node) = input.into_parts();
+            let (gamma, gamma_node) = gamma.into_parts();
+            let (beta, beta_node) = beta.into_parts();
+            let (output, statistics) = match BatchNormRows.prepare::<C>([input_node, gamma_node, beta_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let (output, statistics) = B::batch_norm_rows(input.clone(), gamma.clone(), beta, epsilon);
+                    (prep.finish((input, gamma, statistics.clone(), epsilon), output), statistics)
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (output, statistics) = B::batch_norm_rows(input, gamma, beta, epsilon);
+                    (prep.finish(output), statistics)
+                }
+            };
+            (output, FloatTensor::<Self>::new(statistics))
+        }
+
+        /// Runs the inner backend's backward pass, whose results are not differentiated again.
+        fn batch_norm_rows_backward(
+            input: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            statistics: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let [input, gamma, statistics, grad] = [input, gamma, statistics, grad].map(|tensor| tensor.into_primitive());
+            let (input_grad, gamma_grad, beta_grad) = B::batch_norm_rows_backward(input, gamma, statistics, grad, epsilon);
+            (FloatTensor::<Self>::new(input_grad), FloatTensor::<Self>::new(gamma_grad), FloatTensor::<Self>::new(beta_grad))
         }
 
         fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
