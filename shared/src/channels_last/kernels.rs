@@ -133,12 +133,12 @@ impl KernelOps for Flex {
         let channels = channels(&input, 4);
         let input = contiguous(input);
         let input: &[f32] = input.as_slice().expect("a contiguous tensor");
+        let per_image = geometry.pixels_per_image() * channels;
         let mut rows = vec![0.0; geometry.rows() * geometry.taps() * channels];
         each_chunk(&mut rows, geometry.rows_per_image() * geometry.taps() * channels, |image, out| {
-            geometry.for_each_run(channels, |row, tap, pixel, len| {
-                let from = (image * geometry.pixels_per_image() + pixel) * channels;
-                let to = (row * geometry.taps() + tap) * channels;
-                out[to..to + len].copy_from_slice(&input[from..from + len]);
+            let input = &input[image * per_image..][..per_image];
+            geometry.for_each_run(channels, |window, pixel, len| {
+                out[window..window + len].copy_from_slice(&input[pixel..pixel + len]);
             });
         });
         let shape = [geometry.rows(), geometry.taps() * channels];
@@ -149,12 +149,12 @@ impl KernelOps for Flex {
         let channels = channels(&rows, 2) / geometry.taps();
         let rows = contiguous(rows);
         let rows: &[f32] = rows.as_slice().expect("a contiguous tensor");
+        let per_image = geometry.rows_per_image() * geometry.taps() * channels;
         let mut output = vec![0.0; geometry.batch * geometry.pixels_per_image() * channels];
         each_chunk(&mut output, geometry.pixels_per_image() * channels, |image, out| {
-            geometry.for_each_run(channels, |row, tap, pixel, len| {
-                let from = ((image * geometry.rows_per_image() + row) * geometry.taps() + tap) * channels;
-                let to = pixel * channels;
-                for (sum, value) in out[to..to + len].iter_mut().zip(&rows[from..from + len]) {
+            let rows = &rows[image * per_image..][..per_image];
+            geometry.for_each_run(channels, |window, pixel, len| {
+                for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
                     *sum += value;
                 }
             });
@@ -209,9 +209,10 @@ impl KernelOps for Flex {
                     let values = &input[tap..tap + pool.channels];
                     let grads = &mut out[tap..tap + pool.channels];
                     for ((left, to), (value, maximum)) in left.iter_mut().zip(grads).zip(values.iter().zip(maxima)) {
-                        let is_maximum = value == maximum;
-                        *to = if is_maximum { *left } else { 0.0 };
-                        *left = if is_maximum { 0.0 } else { *left };
+                        // A bit mask rather than a branch, so the loop compiles to vector code.
+                        let is_maximum = 0u32.wrapping_sub(u32::from(value == maximum));
+                        *to = f32::from_bits(left.to_bits() & is_maximum);
+                        *left = f32::from_bits(left.to_bits() & !is_maximum);
                     }
                 }
             }
@@ -387,18 +388,19 @@ impl Geometry {
         self.input[0] * self.input[1]
     }
 
-    /// Calls `f(row, first_tap, pixel, len)` for every window row of every output pixel of one
-    /// image that reaches into the input: `len` values starting at the input `pixel` (in
-    /// `[height · width]`) belong to the row's taps from `first_tap` on.
-    fn for_each_run(&self, channels: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    /// Calls `f(window, pixel, len)` for every window row of every output pixel of one image
+    /// that reaches into the input: `len` values of the image's rows, from offset `window`, are
+    /// the channels of the input pixels from offset `pixel` on, in one image's values.
+    fn for_each_run(&self, channels: usize, mut f: impl FnMut(usize, usize, usize)) {
         let [height, width] = self.input.map(|side| side as isize);
         let [kernel_h, kernel_w] = self.kernel;
         let [stride_y, stride_x] = self.stride;
         let [before_y, before_x] = self.before.map(|side| side as isize);
+        let window_row = kernel_w * channels;
 
         for out_y in 0..self.output[0] {
             for out_x in 0..self.output[1] {
-                let row = out_y * self.output[1] + out_x;
+                let window = (out_y * self.output[1] + out_x) * kernel_h * window_row;
                 // The window's first column, and the taps of each row that fall inside the input.
                 let x0 = (out_x * stride_x) as isize - before_x;
                 let first = (-x0).max(0) as usize;
@@ -406,18 +408,18 @@ impl Geometry {
                 if first >= last {
                     continue;
                 }
+                let len = (last - first) * channels;
                 for tap_y in 0..kernel_h {
                     let y = (out_y * stride_y + tap_y) as isize - before_y;
                     if y < 0 || y >= height {
                         continue;
                     }
                     let pixel = (y * width + x0) as usize + first;
-                    f(row, tap_y * kernel_w + first, pixel, (last - first) * channels);
+                    f(window + tap_y * window_row + first * channels, pixel * channels, len);
                 }
             }
         }
     }
-
 }
 
 /// Returns the mean and the biased variance of every channel of row-major `[rows, channels]`
