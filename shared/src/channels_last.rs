@@ -69,7 +69,7 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
         .val()
         .permute([0, 2, 3, 1])
         .reshape([out_channels, kernel_h * kernel_w * in_channels]);
-    let y = kernels::gather(x, geometry).matmul(weight.transpose());
+    let y = kernels::product(kernels::gather(x, geometry), weight.transpose());
     let y = match &conv.bias {
         Some(bias) => y + bias.val().unsqueeze(),
         None => y,
@@ -114,7 +114,7 @@ pub fn conv_transpose2d(x: Tensor<4>, conv: &ConvTranspose2d) -> Tensor<4> {
         .val()
         .permute([0, 2, 3, 1])
         .reshape([in_channels, kernel_h * kernel_w * out_channels]);
-    let products = x.reshape([batch * height * width, in_channels]).matmul(weight);
+    let products = kernels::product(x.reshape([batch * height * width, in_channels]), weight);
     let y = kernels::scatter_add(products, geometry);
     match &conv.bias {
         Some(bias) => y + bias.val().unsqueeze(),

@@ -28,6 +28,9 @@ pub trait KernelOps: Backend {
     /// Adds each row's taps onto the input pixels they cover.
     fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 
+    /// Multiplies `[m, k]` by `[k, n]`.
+    fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Takes the maximum of every channel over non-overlapping `kernel` windows.
     fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
 
@@ -109,6 +112,19 @@ pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::leaky_relu_kernel(input.into_dispatch(), slope))
 }
 
+/// Multiplies two matrices with the gemm crate, as burn-flex does, but writes the result
+/// straight into the output tensor. burn-flex allocates its output as bytes and then copies them
+/// into an aligned buffer, and runs products below 192³ multiply-adds on one thread.
+///
+/// # Shapes
+///
+/// - lhs: `[m, k]`
+/// - rhs: `[k, n]`
+/// - output: `[m, n]`
+pub fn product(lhs: Tensor<2>, rhs: Tensor<2>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::product(lhs.into_dispatch(), rhs.into_dispatch()))
+}
+
 /// Normalizes every channel of `rows` over the rows by the batch's statistics, as Burn's
 /// `BatchNorm` does in training. Returns the output and the statistics, means in the first row
 /// and biased variances in the second, outside the autodiff graph.
@@ -161,6 +177,43 @@ impl KernelOps for Flex {
         });
         let [height, width] = geometry.input;
         flex_tensor(output, vec![geometry.batch, height, width, channels])
+    }
+
+    fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (lhs, [m, k], [lhs_row, lhs_column]) = matrix(lhs);
+        let (rhs, [rhs_k, n], [rhs_row, rhs_column]) = matrix(rhs);
+        assert_eq!(k, rhs_k, "inner dimensions of a matrix product");
+        let lhs_values: &[f32] = lhs.storage();
+        let rhs_values: &[f32] = rhs.storage();
+        let mut output = vec![0.0f32; m * n];
+
+        // SAFETY: `matrix` checked that every element `offset + row · row_stride + column ·
+        // column_stride` of both inputs lies inside its storage, and the output has `m · n`
+        // elements in row-major order. The inputs and the output do not overlap.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                output.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs_values.as_ptr().add(lhs.layout().start_offset()),
+                lhs_column,
+                lhs_row,
+                rhs_values.as_ptr().add(rhs.layout().start_offset()),
+                rhs_column,
+                rhs_row,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism(m * n * k),
+            );
+        }
+        flex_tensor(output, vec![m, n])
     }
 
     fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
@@ -422,6 +475,37 @@ impl Geometry {
     }
 }
 
+/// Returns an `f32` matrix whose layout the gemm crate can read directly, copying a view
+/// with negative strides, with its sizes and its row and column strides.
+fn matrix(tensor: FloatTensor<Flex>) -> (FloatTensor<Flex>, [usize; 2], [isize; 2]) {
+    debug_assert_eq!(tensor.dtype(), DType::F32, "kernels run on f32 tensors");
+    let layout = tensor.layout();
+    assert_eq!(layout.num_dims(), 2, "a matrix product of {}-dimensional tensors", layout.num_dims());
+    let tensor = if layout.strides().iter().any(|&stride| stride < 0) { tensor.to_contiguous() } else { tensor };
+
+    let layout = tensor.layout();
+    let shape = layout.shape();
+    let sizes = [shape[0], shape[1]];
+    let strides = [layout.strides()[0], layout.strides()[1]];
+    let last = sizes.iter().zip(strides).map(|(&size, stride)| size.saturating_sub(1) * stride as usize).sum::<usize>();
+    assert!(
+        sizes.contains(&0) || layout.start_offset() + last < tensor.storage::<f32>().len(),
+        "matrix layout reaches past its storage"
+    );
+    (tensor, sizes, strides)
+}
+
+/// Returns how the gemm crate may split a product of `multiply_adds`: over all threads from a
+/// million on, which burn-flex leaves to one thread below 192³.
+fn parallelism(multiply_adds: usize) -> gemm::Parallelism {
+    #[cfg(not(target_family = "wasm"))]
+    if multiply_adds >= 1 << 20 {
+        return gemm::Parallelism::Rayon(0);
+    }
+    let _ = multiply_adds;
+    gemm::Parallelism::None
+}
+
 /// Returns the mean and the biased variance of every channel of row-major `[rows, channels]`
 /// values, summed in `f64`.
 fn channel_statistics(values: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
@@ -477,6 +561,9 @@ mod autodiff {
     struct ScatterAdd;
 
     #[derive(Debug)]
+    struct Product;
+
+    #[derive(Debug)]
     struct MaxPool;
 
     #[derive(Debug)]
@@ -500,6 +587,24 @@ mod autodiff {
         fn backward(self, ops: Ops<Geometry, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
             let geometry = ops.state;
             unary::<B, _>(ops.parents, ops.node, grads, |grad| B::gather_windows(grad, geometry));
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 2> for Product {
+        /// The two factors.
+        type State = (FloatTensor<B>, FloatTensor<B>);
+
+        fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [lhs_node, rhs_node] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (lhs, rhs) = ops.state;
+
+            if let Some(node) = rhs_node {
+                grads.register::<B>(node.id, B::product(B::float_transpose(lhs), grad.clone()));
+            }
+            if let Some(node) = lhs_node {
+                grads.register::<B>(node.id, B::product(grad, B::float_transpose(rhs)));
+            }
         }
     }
 
@@ -557,6 +662,18 @@ mod autodiff {
             match ScatterAdd.prepare::<C>([node]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => prep.finish(geometry, B::scatter_add_windows(primitive, geometry)),
                 OpsKind::UnTracked(prep) => prep.finish(B::scatter_add_windows(primitive, geometry)),
+            }
+        }
+
+        fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (lhs, lhs_node) = lhs.into_parts();
+            let (rhs, rhs_node) = rhs.into_parts();
+            match Product.prepare::<C>([lhs_node, rhs_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let output = B::product(lhs.clone(), rhs.clone());
+                    prep.finish((lhs, rhs), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::product(lhs, rhs)),
             }
         }
 
@@ -719,4 +836,27 @@ mod tests {
             left.into_data().assert_approx_eq::<f32>(&right.into_data(), Tolerance::absolute(1e-3));
         }
     }
+
+    #[test]
+    fn product_matches_burn_matmul_with_gradients() {
+        let device = Device::flex().autodiff();
+        let lhs = random([37, 19], &device);
+        // A transposed view, as the convolutions pass their weights.
+        let rhs = random([11, 19], &device);
+        let weighting = random([37, 11], &device);
+
+        let run = |multiply: &dyn Fn(Tensor<2>, Tensor<2>) -> Tensor<2>| {
+            let (lhs, rhs) = (lhs.clone().require_grad(), rhs.clone().require_grad());
+            let output = multiply(lhs.clone(), rhs.clone().transpose());
+            let grads = (output.clone() * weighting.clone()).sum().backward();
+            [output, lhs.grad(&grads).expect("lhs gradient"), rhs.grad(&grads).expect("rhs gradient")].map(Tensor::into_data)
+        };
+        let expected = run(&|lhs, rhs| lhs.matmul(rhs));
+        let actual = run(&product);
+
+        for (actual, expected) in actual.iter().zip(&expected) {
+            actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-4));
+        }
+    }
+
 }
