@@ -12,7 +12,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use crate::IMAGE_SIDE;
-use crate::channels_last::{conv_transpose2d, conv2d, to_channels_first, to_channels_last};
+use crate::channels_last::{self, conv_transpose2d, conv2d, to_channels_first, to_channels_last};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
 /// Side of the feature maps after the two strided convolutions: 28 → 14 → 7.
@@ -72,7 +72,7 @@ impl Autoencoder {
     /// - images: `[batch, 1, 28, 28]`, values in `[0, 1]`
     /// - output: `[batch, code_dim]`
     pub fn encode(&self, images: Tensor<4>) -> Tensor<2> {
-        self.code.forward(self.encoder.forward(images))
+        channels_last::linear(self.encoder.forward(images), &self.code)
     }
 
     /// Decodes codes to images.
@@ -185,7 +185,7 @@ impl ConvDecoder {
     pub fn forward(&self, codes: Tensor<2>) -> Tensor<4> {
         let [batch, _] = codes.dims();
         let [channels, ..] = self.convs[0].weight.dims();
-        let x = self.activation.forward(self.linear.forward(codes));
+        let x = self.activation.forward(channels_last::linear(codes, &self.linear));
         let x = to_channels_last(x.reshape([batch, channels, FEATURE_SIDE, FEATURE_SIDE]));
         let x = self.activation.forward(conv_transpose2d(x, &self.convs[0]));
         to_channels_first(conv_transpose2d(x, &self.convs[1]))

@@ -21,7 +21,7 @@
 
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, LeakyRelu, PaddingConfig2d};
+use burn::nn::{BatchNorm, LeakyRelu, Linear, PaddingConfig2d};
 use burn::tensor::{DType, Device, Tensor};
 
 mod kernels;
@@ -69,10 +69,10 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
         .val()
         .permute([0, 2, 3, 1])
         .reshape([out_channels, kernel_h * kernel_w * in_channels]);
-    let y = kernels::product(kernels::gather(x, geometry), weight.transpose());
+    let windows = kernels::gather(x, geometry);
     let y = match &conv.bias {
-        Some(bias) => y + bias.val().unsqueeze(),
-        None => y,
+        Some(bias) => kernels::affine(windows, weight.transpose(), bias.val()),
+        None => kernels::product(windows, weight.transpose()),
     };
     y.reshape([batch, out_h, out_w, out_channels])
 }
@@ -119,6 +119,22 @@ pub fn conv_transpose2d(x: Tensor<4>, conv: &ConvTranspose2d) -> Tensor<4> {
     match &conv.bias {
         Some(bias) => y + bias.val().unsqueeze(),
         None => y,
+    }
+}
+
+/// Applies `linear` to a batch of rows.
+///
+/// # Shapes
+///
+/// - x: `[batch, features_in]`
+/// - output: `[batch, features_out]`
+pub fn linear(x: Tensor<2>, linear: &Linear) -> Tensor<2> {
+    if !kernels_run(&x) {
+        return linear.forward(x);
+    }
+    match &linear.bias {
+        Some(bias) => kernels::affine(x, linear.weight.val(), bias.val()),
+        None => kernels::product(x, linear.weight.val()),
     }
 }
 
@@ -252,7 +268,7 @@ mod tests {
     use super::*;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
     use burn::module::Param;
-    use burn::nn::{BatchNormConfig, LeakyReluConfig};
+    use burn::nn::{BatchNormConfig, LeakyReluConfig, LinearConfig};
     use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};
 
@@ -444,6 +460,36 @@ mod tests {
 
         for (actual, expected) in actual.iter().zip(&expected) {
             actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-4));
+        }
+    }
+
+    #[test]
+    fn linear_matches_burn_with_gradients() {
+        let device = Device::flex().autodiff();
+        for bias in [true, false] {
+            let linear = LinearConfig::new(23, 9).with_bias(bias).init(&device);
+            let input = Tensor::random([17, 23], Distribution::Normal(0.0, 1.0), &device);
+            let weighting = Tensor::random([17, 9], Distribution::Default, &device);
+
+            let run = |forward: &dyn Fn(Tensor<2>) -> Tensor<2>| {
+                let x = input.clone().require_grad();
+                let y = forward(x.clone());
+                let grads = (y.clone() * weighting.clone()).sum().backward();
+                let bias_grad = linear.bias.as_ref().map(|bias| bias.val().grad(&grads).expect("bias gradient").into_data());
+                let weight_grad = linear.weight.val().grad(&grads).expect("weight gradient");
+                let input_grad = x.grad(&grads).expect("input gradient");
+                ([y.into_data(), input_grad.into_data(), weight_grad.into_data()], bias_grad)
+            };
+            let (expected, expected_bias) = run(&|x| linear.forward(x));
+            let (actual, actual_bias) = run(&|x| super::linear(x, &linear));
+
+            for (actual, expected) in actual.iter().zip(&expected) {
+                actual.assert_approx_eq::<f32>(expected, Tolerance::absolute(1e-4));
+            }
+            assert_eq!(actual_bias.is_some(), bias);
+            if let (Some(actual), Some(expected)) = (actual_bias, expected_bias) {
+                actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-4));
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Re
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 
-use crate::channels_last::{conv2d, max_pool2d, to_channels_first, to_channels_last};
+use crate::channels_last::{self, conv2d, max_pool2d, to_channels_first, to_channels_last};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 use crate::{IMAGE_SIDE, NUM_CLASSES};
 
@@ -84,7 +84,7 @@ impl Classifier {
         let x = self.activation.forward(max_pool2d(conv2d(x, &self.convs[0]), &self.pool));
         let x = self.activation.forward(max_pool2d(conv2d(x, &self.convs[1]), &self.pool));
         let x = to_channels_first(x).flatten(1, 3);
-        self.activation.forward(self.hidden.forward(x))
+        self.activation.forward(channels_last::linear(x, &self.hidden))
     }
 
     /// Returns the class logits.
@@ -94,7 +94,7 @@ impl Classifier {
     /// - images: `[batch, 1, 28, 28]`, values in `[0, 1]`
     /// - output: `[batch, 10]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.output.forward(self.dropout.forward(self.features(images)))
+        channels_last::linear(self.dropout.forward(self.features(images)), &self.output)
     }
 
     /// Returns the class probabilities: `[batch, 10]`.

@@ -12,6 +12,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::autoencoder::{ConvDecoder, ConvEncoder};
+use crate::channels_last;
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
 /// Configuration of the [`Vae`].
@@ -72,8 +73,8 @@ impl Vae {
     pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussian {
         let features = self.encoder.forward(images);
         DiagonalGaussian {
-            mean: self.mean.forward(features.clone()),
-            log_variance: self.log_variance.forward(features),
+            mean: channels_last::linear(features.clone(), &self.mean),
+            log_variance: channels_last::linear(features, &self.log_variance),
         }
     }
 

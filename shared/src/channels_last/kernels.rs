@@ -31,6 +31,13 @@ pub trait KernelOps: Backend {
     /// Multiplies `[m, k]` by `[k, n]`.
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// Multiplies `[m, k]` by `[k, n]` and adds `bias`, `[n]`, to every row.
+    fn affine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Sums `[m, n]` over its rows into `[n]`.
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn column_sums(values: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Takes the maximum of every channel over non-overlapping `kernel` windows.
     fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self>;
 
@@ -125,6 +132,19 @@ pub fn product(lhs: Tensor<2>, rhs: Tensor<2>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::product(lhs.into_dispatch(), rhs.into_dispatch()))
 }
 
+/// Multiplies two matrices and adds `bias` to every row of the product, which starts the
+/// product's output from the bias instead of adding it in a second pass.
+///
+/// # Shapes
+///
+/// - lhs: `[m, k]`
+/// - rhs: `[k, n]`
+/// - bias: `[n]`
+/// - output: `[m, n]`
+pub fn affine(lhs: Tensor<2>, rhs: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::affine(lhs.into_dispatch(), rhs.into_dispatch(), bias.into_dispatch()))
+}
+
 /// Normalizes every channel of `rows` over the rows by the batch's statistics, as Burn's
 /// `BatchNorm` does in training. Returns the output and the statistics, means in the first row
 /// and biased variances in the second, outside the autodiff graph.
@@ -180,40 +200,25 @@ impl KernelOps for Flex {
     }
 
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (lhs, [m, k], [lhs_row, lhs_column]) = matrix(lhs);
-        let (rhs, [rhs_k, n], [rhs_row, rhs_column]) = matrix(rhs);
-        assert_eq!(k, rhs_k, "inner dimensions of a matrix product");
-        let lhs_values: &[f32] = lhs.storage();
-        let rhs_values: &[f32] = rhs.storage();
-        let mut output = vec![0.0f32; m * n];
+        multiply(lhs, rhs, None)
+    }
 
-        // SAFETY: `matrix` checked that every element `offset + row · row_stride + column ·
-        // column_stride` of both inputs lies inside its storage, and the output has `m · n`
-        // elements in row-major order. The inputs and the output do not overlap.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                output.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                lhs_values.as_ptr().add(lhs.layout().start_offset()),
-                lhs_column,
-                lhs_row,
-                rhs_values.as_ptr().add(rhs.layout().start_offset()),
-                rhs_column,
-                rhs_row,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism(m * n * k),
-            );
+    fn affine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let bias = contiguous(bias);
+        multiply(lhs, rhs, Some(bias.as_slice().expect("a contiguous tensor")))
+    }
+
+    fn column_sums(values: FloatTensor<Self>) -> FloatTensor<Self> {
+        let columns = channels(&values, 2);
+        let values = contiguous(values);
+        let values: &[f32] = values.as_slice().expect("a contiguous tensor");
+        let mut sums = vec![0.0f32; columns];
+        for row in values.chunks_exact(columns) {
+            for (sum, value) in sums.iter_mut().zip(row) {
+                *sum += value;
+            }
         }
-        flex_tensor(output, vec![m, n])
+        flex_tensor(sums, vec![columns])
     }
 
     fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
@@ -475,6 +480,51 @@ impl Geometry {
     }
 }
 
+/// Multiplies `[m, k]` by `[k, n]` with the gemm crate into a new tensor, which starts from
+/// `bias` in every row where one is given and from zero otherwise.
+fn multiply(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>, bias: Option<&[f32]>) -> FloatTensor<Flex> {
+    let (lhs, [m, k], [lhs_row, lhs_column]) = matrix(lhs);
+    let (rhs, [rhs_k, n], [rhs_row, rhs_column]) = matrix(rhs);
+    assert_eq!(k, rhs_k, "inner dimensions of a matrix product");
+    let lhs_values: &[f32] = lhs.storage();
+    let rhs_values: &[f32] = rhs.storage();
+    let mut output = match bias {
+        Some(bias) => {
+            assert_eq!(bias.len(), n, "bias length of a matrix product");
+            bias.repeat(m)
+        }
+        None => vec![0.0f32; m * n],
+    };
+
+    // SAFETY: `matrix` checked that every element `offset + row · row_stride + column ·
+    // column_stride` of both inputs lies inside its storage, and the output has `m · n`
+    // elements in row-major order. The inputs and the output do not overlap.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            output.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            lhs_values.as_ptr().add(lhs.layout().start_offset()),
+            lhs_column,
+            lhs_row,
+            rhs_values.as_ptr().add(rhs.layout().start_offset()),
+            rhs_column,
+            rhs_row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m * n * k),
+        );
+    }
+    flex_tensor(output, vec![m, n])
+}
+
 /// Returns an `f32` matrix whose layout the gemm crate can read directly, copying a view
 /// with negative strides, with its sizes and its row and column strides.
 fn matrix(tensor: FloatTensor<Flex>) -> (FloatTensor<Flex>, [usize; 2], [isize; 2]) {
@@ -564,6 +614,9 @@ mod autodiff {
     struct Product;
 
     #[derive(Debug)]
+    struct Affine;
+
+    #[derive(Debug)]
     struct MaxPool;
 
     #[derive(Debug)]
@@ -599,6 +652,27 @@ mod autodiff {
             let grad = grads.consume::<B>(&ops.node);
             let (lhs, rhs) = ops.state;
 
+            if let Some(node) = rhs_node {
+                grads.register::<B>(node.id, B::product(B::float_transpose(lhs), grad.clone()));
+            }
+            if let Some(node) = lhs_node {
+                grads.register::<B>(node.id, B::product(grad, B::float_transpose(rhs)));
+            }
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 3> for Affine {
+        /// The two factors.
+        type State = (FloatTensor<B>, FloatTensor<B>);
+
+        fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [lhs_node, rhs_node, bias_node] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let (lhs, rhs) = ops.state;
+
+            if let Some(node) = bias_node {
+                grads.register::<B>(node.id, B::column_sums(grad.clone()));
+            }
             if let Some(node) = rhs_node {
                 grads.register::<B>(node.id, B::product(B::float_transpose(lhs), grad.clone()));
             }
@@ -675,6 +749,24 @@ mod autodiff {
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::product(lhs, rhs)),
             }
+        }
+
+        fn affine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (lhs, lhs_node) = lhs.into_parts();
+            let (rhs, rhs_node) = rhs.into_parts();
+            let (bias, bias_node) = bias.into_parts();
+            match Affine.prepare::<C>([lhs_node, rhs_node, bias_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let output = B::affine(lhs.clone(), rhs.clone(), bias);
+                    prep.finish((lhs, rhs), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::affine(lhs, rhs, bias)),
+            }
+        }
+
+        /// Runs the inner backend's sums, which are not differentiated again.
+        fn column_sums(values: FloatTensor<Self>) -> FloatTensor<Self> {
+            FloatTensor::<Self>::new(B::column_sums(values.into_primitive()))
         }
 
         fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
