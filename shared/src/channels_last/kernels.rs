@@ -14,6 +14,8 @@
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
+use std::mem::MaybeUninit;
+
 use burn::tensor::{DType, Tensor, TensorData};
 
 use super::Geometry;
@@ -170,8 +172,7 @@ impl KernelOps for Flex {
         let input = contiguous(input);
         let input: &[f32] = input.as_slice().expect("a contiguous tensor");
         let per_image = geometry.pixels_per_image() * channels;
-        let mut rows = vec![0.0; geometry.rows() * geometry.taps() * channels];
-        each_chunk(&mut rows, geometry.rows_per_image() * geometry.taps() * channels, |image, out| {
+        let rows = zeroed_chunks(geometry.rows() * geometry.taps() * channels, geometry.rows_per_image() * geometry.taps() * channels, |image, out| {
             let input = &input[image * per_image..][..per_image];
             geometry.for_each_run(channels, |window, pixel, len| {
                 out[window..window + len].copy_from_slice(&input[pixel..pixel + len]);
@@ -186,8 +187,7 @@ impl KernelOps for Flex {
         let rows = contiguous(rows);
         let rows: &[f32] = rows.as_slice().expect("a contiguous tensor");
         let per_image = geometry.rows_per_image() * geometry.taps() * channels;
-        let mut output = vec![0.0; geometry.batch * geometry.pixels_per_image() * channels];
-        each_chunk(&mut output, geometry.pixels_per_image() * channels, |image, out| {
+        let output = zeroed_chunks(geometry.batch * geometry.pixels_per_image() * channels, geometry.pixels_per_image() * channels, |image, out| {
             let rows = &rows[image * per_image..][..per_image];
             geometry.for_each_run(channels, |window, pixel, len| {
                 for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
@@ -225,8 +225,7 @@ impl KernelOps for Flex {
         let pool = Pool::new(&input, kernel);
         let input = contiguous(input);
         let input: &[f32] = input.as_slice().expect("a contiguous tensor");
-        let mut output = vec![0.0; pool.batch * pool.output_per_image()];
-        each_chunk(&mut output, pool.output_per_image(), |image, out| {
+        let output = zeroed_chunks(pool.batch * pool.output_per_image(), pool.output_per_image(), |image, out| {
             let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
             for (pixel, maxima) in out.chunks_exact_mut(pool.channels).enumerate() {
                 let mut taps = pool.taps(pixel);
@@ -251,8 +250,7 @@ impl KernelOps for Flex {
         let [input, output, grad] = [input, output, grad].map(contiguous);
         let [input, output, grad]: [&[f32]; 3] =
             [&input, &output, &grad].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
-        let mut input_grad = vec![0.0; pool.batch * pool.input_per_image()];
-        each_chunk(&mut input_grad, pool.input_per_image(), |image, out| {
+        let input_grad = zeroed_chunks(pool.batch * pool.input_per_image(), pool.input_per_image(), |image, out| {
             let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
             let first = image * pool.output_per_image();
             let output = &output[first..first + pool.output_per_image()];
@@ -486,19 +484,24 @@ fn multiply(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>, bias: Option<&[f32]>
     let (lhs, [m, k], [lhs_row, lhs_column]) = matrix(lhs);
     let (rhs, [rhs_k, n], [rhs_row, rhs_column]) = matrix(rhs);
     assert_eq!(k, rhs_k, "inner dimensions of a matrix product");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), n, "bias length of a matrix product");
+    }
+    if m == 0 || n == 0 || k == 0 {
+        let output = bias.map_or_else(|| vec![0.0; m * n], |bias| bias.repeat(m));
+        return flex_tensor(output, vec![m, n]);
+    }
     let lhs_values: &[f32] = lhs.storage();
     let rhs_values: &[f32] = rhs.storage();
     let mut output = match bias {
-        Some(bias) => {
-            assert_eq!(bias.len(), n, "bias length of a matrix product");
-            bias.repeat(m)
-        }
-        None => vec![0.0f32; m * n],
+        Some(bias) => bias.repeat(m),
+        None => Vec::with_capacity(m * n),
     };
 
     // SAFETY: `matrix` checked that every element `offset + row · row_stride + column ·
-    // column_stride` of both inputs lies inside its storage, and the output has `m · n`
-    // elements in row-major order. The inputs and the output do not overlap.
+    // column_stride` of both inputs lies inside its storage, and the output has room for `m · n`
+    // elements in row-major order. The inputs and the output do not overlap. Without a bias,
+    // gemm does not read the output (`read_dst` false) and writes every one of its elements.
     unsafe {
         gemm::gemm(
             m,
@@ -521,6 +524,7 @@ fn multiply(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>, bias: Option<&[f32]>
             false,
             parallelism(m * n * k),
         );
+        output.set_len(m * n);
     }
     flex_tensor(output, vec![m, n])
 }
@@ -578,19 +582,33 @@ fn channel_statistics(values: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, variance)
 }
 
-/// Splits `values` into chunks of `chunk` values, one per image, and calls `f(image, chunk)` on
-/// each, in parallel where threads are available.
-fn each_chunk(values: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) {
+/// Returns `len` values built in chunks of `chunk` values, one per image: `f(image, chunk)` gets
+/// its chunk zeroed and fills it in. The chunks are zeroed and filled in parallel where threads
+/// are available, so the main thread does not zero the whole buffer first.
+fn zeroed_chunks(len: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) -> Vec<f32> {
     if chunk == 0 {
-        return;
+        return vec![0.0; len];
     }
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    let fill = |image: usize, out: &mut [MaybeUninit<f32>]| {
+        out.fill(MaybeUninit::new(0.0));
+        // SAFETY: every element of `out` was just initialized, and `MaybeUninit<f32>` has the
+        // layout of `f32`.
+        let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        f(image, out);
+    };
+    let spare = &mut values.spare_capacity_mut()[..len];
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
-        values.par_chunks_mut(chunk).enumerate().for_each(|(image, out)| f(image, out));
+        spare.par_chunks_mut(chunk).enumerate().for_each(|(image, out)| fill(image, out));
     }
     #[cfg(target_family = "wasm")]
-    values.chunks_mut(chunk).enumerate().for_each(|(image, out)| f(image, out));
+    spare.chunks_mut(chunk).enumerate().for_each(|(image, out)| fill(image, out));
+
+    // SAFETY: the chunks cover all `len` elements, and `fill` initialized each of them.
+    unsafe { values.set_len(len) };
+    values
 }
 
 #[cfg(any(feature = "autodiff", test))]
