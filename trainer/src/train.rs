@@ -157,6 +157,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
         Some(found)
     } else {
+        refuse_existing_run(&out)?;
         None
     };
 
@@ -168,6 +169,18 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         training,
     };
     settings.dispatch(&session, resume)
+}
+
+/// Fails if `out` already contains a run, whose checkpoint and files a new run would replace.
+fn refuse_existing_run(out: &Path) -> Result<()> {
+    let checkpoint = checkpoint::folder(out);
+    if checkpoint.exists() || out.join("config.json").exists() {
+        bail!(
+            "{} already contains a training run; continue it with --resume, choose another --out, or delete the folder to start over",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Everything the epoch loop needs besides the model.

@@ -252,6 +252,24 @@ fn resume_of_another_model_is_rejected() {
 }
 
 #[test]
+fn new_run_keeps_an_existing_run() {
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let output = train("autoencoder", &run, &["--epochs", "1", "--limit", "64"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config = std::fs::read(run.join("config.json")).unwrap();
+
+    let output = train("classifier", &run, &["--epochs", "1", "--limit", "64"]);
+
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("already contains a training run"), "{message}");
+    assert!(message.contains("--resume"), "{message}");
+    assert_eq!(std::fs::read(run.join("config.json")).unwrap(), config, "the first run's config.json changed");
+    assert!(!run.join("classifier.bin").exists(), "the refused run exported weights");
+}
+
+#[test]
 fn failed_start_leaves_no_output_folder() {
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
