@@ -165,7 +165,7 @@ pub enum WeightsError {
     #[error("invalid weights header: {0}")]
     Header(String),
     /// The file contains another kind of model.
-    #[error("the weights file contains a model of kind {found}, expected {expected}")]
+    #[error("the weights file contains a model of kind {found}, expected {expected}; pass a {expected} weights file")]
     Kind {
         /// Kind in the file.
         found: ModelKind,
@@ -173,7 +173,7 @@ pub enum WeightsError {
         expected: ModelKind,
     },
     /// The payload length disagrees with the header.
-    #[error("the payload is {found} bytes but the header says {expected}")]
+    #[error("the payload is {found} bytes but the header says {expected}; the file is truncated or corrupt, download or export it again")]
     PayloadLength {
         /// Length from the header.
         expected: u64,
