@@ -157,7 +157,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
         info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
         Some(found)
     } else {
-        refuse_existing_run(&out)?;
+        reject_existing_run(&out)?;
         None
     };
 
@@ -172,7 +172,7 @@ pub fn train(args: &TrainArgs) -> Result<()> {
 }
 
 /// Fails if `out` already contains a run, whose checkpoint and files a new run would replace.
-fn refuse_existing_run(out: &Path) -> Result<()> {
+fn reject_existing_run(out: &Path) -> Result<()> {
     let checkpoint = checkpoint::folder(out);
     if checkpoint.exists() || out.join("config.json").exists() {
         bail!(

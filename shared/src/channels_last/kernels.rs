@@ -170,7 +170,7 @@ impl KernelOps for Flex {
     fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
         let channels = channels(&input, 4);
         let input = contiguous(input);
-        let input: &[f32] = input.as_slice().expect("a contiguous tensor");
+        let input = values(&input);
         let per_image = geometry.pixels_per_image() * channels;
         let rows = zeroed_chunks(geometry.rows() * geometry.taps() * channels, geometry.rows_per_image() * geometry.taps() * channels, |image, out| {
             let input = &input[image * per_image..][..per_image];
@@ -185,7 +185,7 @@ impl KernelOps for Flex {
     fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
         let channels = channels(&rows, 2) / geometry.taps();
         let rows = contiguous(rows);
-        let rows: &[f32] = rows.as_slice().expect("a contiguous tensor");
+        let rows = values(&rows);
         let per_image = geometry.rows_per_image() * geometry.taps() * channels;
         let output = zeroed_chunks(geometry.batch * geometry.pixels_per_image() * channels, geometry.pixels_per_image() * channels, |image, out| {
             let rows = &rows[image * per_image..][..per_image];
@@ -205,15 +205,14 @@ impl KernelOps for Flex {
 
     fn affine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let bias = contiguous(bias);
-        multiply(lhs, rhs, Some(bias.as_slice().expect("a contiguous tensor")))
+        multiply(lhs, rhs, Some(values(&bias)))
     }
 
-    fn column_sums(values: FloatTensor<Self>) -> FloatTensor<Self> {
-        let columns = channels(&values, 2);
-        let values = contiguous(values);
-        let values: &[f32] = values.as_slice().expect("a contiguous tensor");
+    fn column_sums(input: FloatTensor<Self>) -> FloatTensor<Self> {
+        let columns = channels(&input, 2);
+        let input = contiguous(input);
         let mut sums = vec![0.0f32; columns];
-        for row in values.chunks_exact(columns) {
+        for row in values(&input).chunks_exact(columns) {
             for (sum, value) in sums.iter_mut().zip(row) {
                 *sum += value;
             }
@@ -224,7 +223,7 @@ impl KernelOps for Flex {
     fn max_pool_windows(input: FloatTensor<Self>, kernel: [usize; 2]) -> FloatTensor<Self> {
         let pool = Pool::new(&input, kernel);
         let input = contiguous(input);
-        let input: &[f32] = input.as_slice().expect("a contiguous tensor");
+        let input = values(&input);
         let output = zeroed_chunks(pool.batch * pool.output_per_image(), pool.output_per_image(), |image, out| {
             let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
             for (pixel, maxima) in out.chunks_exact_mut(pool.channels).enumerate() {
@@ -249,7 +248,7 @@ impl KernelOps for Flex {
         let pool = Pool::new(&input, kernel);
         let [input, output, grad] = [input, output, grad].map(contiguous);
         let [input, output, grad]: [&[f32]; 3] =
-            [&input, &output, &grad].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+            [&input, &output, &grad].map(values);
         let input_grad = zeroed_chunks(pool.batch * pool.input_per_image(), pool.input_per_image(), |image, out| {
             let input = &input[image * pool.input_per_image()..][..pool.input_per_image()];
             let first = image * pool.output_per_image();
@@ -283,7 +282,7 @@ impl KernelOps for Flex {
     fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
         let shape = input.layout().shape().to_vec();
         let [input, grad] = [input, grad].map(contiguous);
-        let [input, grad]: [&[f32]; 2] = [&input, &grad].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+        let [input, grad]: [&[f32]; 2] = [&input, &grad].map(values);
         let slope = slope as f32;
         let values = input.iter().zip(grad).map(|(&x, &g)| if x < 0.0 { g * slope } else { g }).collect();
         flex_tensor(values, shape)
@@ -299,7 +298,7 @@ impl KernelOps for Flex {
         let channels = channels(&input, 2);
         let [input, gamma, beta] = [input, gamma, beta].map(contiguous);
         let [input, gamma, beta]: [&[f32]; 3] =
-            [&input, &gamma, &beta].map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+            [&input, &gamma, &beta].map(values);
 
         let (mean, variance) = channel_statistics(input, channels);
         let scale: Vec<f32> = gamma.iter().zip(&variance).map(|(g, v)| g / (v + epsilon as f32).sqrt()).collect();
@@ -325,7 +324,7 @@ impl KernelOps for Flex {
         let channels = channels(&input, 2);
         let [input, gamma, statistics, grad] = [input, gamma, statistics, grad].map(contiguous);
         let [input, gamma, statistics, grad]: [&[f32]; 4] = [&input, &gamma, &statistics, &grad]
-            .map(|tensor| tensor.as_slice().expect("a contiguous tensor"));
+            .map(values);
         let (mean, variance) = statistics.split_at(channels);
         let inverse_std: Vec<f32> = variance.iter().map(|v| 1.0 / (v + epsilon as f32).sqrt()).collect();
 
@@ -423,6 +422,11 @@ fn contiguous(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
     tensor.to_contiguous()
 }
 
+/// Returns the values of a contiguous `f32` tensor from [`contiguous`].
+fn values(tensor: &FloatTensor<Flex>) -> &[f32] {
+    tensor.as_slice().expect("a contiguous f32 tensor")
+}
+
 fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FloatTensor<Flex> {
     burn::backend::flex::FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -445,8 +449,8 @@ impl Geometry {
     }
 
     /// Calls `f(window, pixel, len)` for every window row of every output pixel of one image
-    /// that reaches into the input: `len` values of the image's rows, from offset `window`, are
-    /// the channels of the input pixels from offset `pixel` on, in one image's values.
+    /// that reaches into the input. The `len` values from offset `window` in the image's rows
+    /// belong to the input pixels whose values start at offset `pixel` in the image.
     fn for_each_run(&self, channels: usize, mut f: impl FnMut(usize, usize, usize)) {
         let [height, width] = self.input.map(|side| side as isize);
         let [kernel_h, kernel_w] = self.kernel;
