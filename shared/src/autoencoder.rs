@@ -12,7 +12,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use crate::IMAGE_SIDE;
-use crate::channels_last::{self, conv_transpose2d, conv2d, to_channels_first, to_channels_last};
+use crate::channels_last::{self, PixelLoss, conv_transpose2d, conv2d, relu, to_channels_first, to_channels_last};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
 /// Side of the feature maps after the two strided convolutions: 28 → 14 → 7.
@@ -72,7 +72,7 @@ impl Autoencoder {
     /// - images: `[batch, 1, 28, 28]`, values in `[0, 1]`
     /// - output: `[batch, code_dim]`
     pub fn encode(&self, images: Tensor<4>) -> Tensor<2> {
-        channels_last::linear(self.encoder.forward(images), &self.code)
+        channels_last::linear_from_maps(self.encoder.forward(images), &self.code)
     }
 
     /// Decodes codes to images.
@@ -106,7 +106,7 @@ impl Autoencoder {
     }
 }
 
-/// The convolutional half of an encoder: two strided convolutions with ReLU, flattened.
+/// The convolutional half of an encoder: two strided convolutions with ReLU.
 #[derive(Module, Debug)]
 pub struct ConvEncoder {
     convs: [Conv2d; 2],
@@ -128,21 +128,23 @@ impl ConvEncoder {
         }
     }
 
-    /// Number of features per image in the output.
+    /// Number of values per image in the output, the input size of the linear layer that
+    /// follows, which reads them flattened channels first.
     pub fn features(&self) -> usize {
         let [channels, ..] = self.convs[1].weight.dims();
         channels * FEATURE_SIDE * FEATURE_SIDE
     }
 
+    /// Returns channels-last feature maps, for [`channels_last::linear_from_maps`].
+    ///
     /// # Shapes
     ///
     /// - images: `[batch, 1, 28, 28]`
-    /// - output: `[batch, channels[1] * 7 * 7]`
-    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+    /// - output: `[batch, 7, 7, channels[1]]`
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let x = to_channels_last(images);
-        let x = self.activation.forward(conv2d(x, &self.convs[0]));
-        let x = self.activation.forward(conv2d(x, &self.convs[1]));
-        to_channels_first(x).flatten(1, 3)
+        let x = relu(conv2d(x, &self.convs[0]));
+        relu(conv2d(x, &self.convs[1]))
     }
 }
 
@@ -183,11 +185,9 @@ impl ConvDecoder {
     /// - codes: `[batch, code_dim]`
     /// - output: `[batch, 1, 28, 28]` logits
     pub fn forward(&self, codes: Tensor<2>) -> Tensor<4> {
-        let [batch, _] = codes.dims();
         let [channels, ..] = self.convs[0].weight.dims();
-        let x = self.activation.forward(channels_last::linear(codes, &self.linear));
-        let x = to_channels_last(x.reshape([batch, channels, FEATURE_SIDE, FEATURE_SIDE]));
-        let x = self.activation.forward(conv_transpose2d(x, &self.convs[0]));
+        let x = relu(channels_last::linear_to_maps(codes, &self.linear, [channels, FEATURE_SIDE, FEATURE_SIDE]));
+        let x = relu(conv_transpose2d(x, &self.convs[0]));
         to_channels_first(conv_transpose2d(x, &self.convs[1]))
     }
 }
@@ -213,6 +213,15 @@ pub fn load_autoencoder(file: &[u8], device: &Device) -> Result<(AutoencoderConf
 /// Mean squared error per pixel between two image batches with values in `[0, 1]`.
 pub fn mse(reconstruction: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     (reconstruction - target).square().mean()
+}
+
+/// Mean squared error per pixel between the images that pixel `logits` stand for and `target`:
+/// [`mse`] of `sigmoid(logits)`, in one kernel each way on burn-flex. No gradient flows into
+/// `target`.
+pub fn mse_of_logits(logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
+    let [_, channels, height, width] = logits.dims();
+    let per_image = channels_last::pixel_loss(logits, target, PixelLoss::SquaredError);
+    per_image.mean().div_scalar((channels * height * width) as f64)
 }
 
 #[cfg(test)]
@@ -276,5 +285,24 @@ mod tests {
         assert_eq!(zero, 0.0);
         let shifted: f32 = mse(images.clone().add_scalar(0.5), images).into_scalar();
         assert!((shifted - 0.25).abs() < 1e-6, "{shifted}");
+    }
+
+    #[test]
+    fn mse_of_logits_matches_mse_of_sigmoid_with_gradients() {
+        let device = Device::flex().autodiff();
+        let logits = Tensor::<4>::random([3, 1, 28, 28], Distribution::Normal(0.0, 4.0), &device);
+        let target = Tensor::<4>::random([3, 1, 28, 28], Distribution::Default, &device);
+
+        let run = |loss: &dyn Fn(Tensor<4>) -> Tensor<1>| {
+            let x = logits.clone().require_grad();
+            let value = loss(x.clone());
+            let grad = x.grad(&value.backward()).expect("logits gradient");
+            (value.into_data(), grad.into_data())
+        };
+        let (value, grad) = run(&|x| mse_of_logits(x, target.clone()));
+        let (expected, expected_grad) = run(&|x| mse(sigmoid(x), target.clone()));
+
+        value.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+        grad.assert_approx_eq::<f32>(&expected_grad, Tolerance::absolute(1e-8));
     }
 }

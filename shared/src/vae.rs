@@ -12,7 +12,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::autoencoder::{ConvDecoder, ConvEncoder};
-use crate::channels_last;
+use crate::channels_last::{self, PixelLoss};
 use crate::weights::{self, ModelKind, StorageType, WeightsError, check_dims};
 
 /// Configuration of the [`Vae`].
@@ -73,8 +73,8 @@ impl Vae {
     pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussian {
         let features = self.encoder.forward(images);
         DiagonalGaussian {
-            mean: channels_last::linear(features.clone(), &self.mean),
-            log_variance: channels_last::linear(features, &self.log_variance),
+            mean: channels_last::linear_from_maps(features.clone(), &self.mean),
+            log_variance: channels_last::linear_from_maps(features, &self.log_variance),
         }
     }
 
@@ -178,11 +178,7 @@ impl DiagonalGaussian {
 ///
 /// Computed stably as `max(x, 0) − x·t + ln(1 + e^−|x|)` per pixel.
 pub fn bernoulli_nll(logits: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
-    let [batch, ..] = logits.dims();
-    let positive = logits.clone().clamp_min(0.0);
-    let cross = logits.clone() * target;
-    let softplus = logits.abs().neg().exp().log1p();
-    (positive - cross + softplus).flatten::<2>(1, 3).sum_dim(1).reshape([batch])
+    channels_last::pixel_loss(logits, target, PixelLoss::Bernoulli)
 }
 
 /// Standard normal quantile function (inverse CDF) of `p` in `(0, 1)`.

@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
-use shared::autoencoder::{Autoencoder, AutoencoderConfig, export_autoencoder, mse};
+use shared::autoencoder::{Autoencoder, AutoencoderConfig, export_autoencoder, mse_of_logits};
 use shared::grid::{GrayImage, PixelRange, tile};
 use shared::latent::{SeededRng, normal_latents};
 use shared::mnist::Mnist;
@@ -119,8 +119,8 @@ impl Trainee for AutoencoderRun {
     }
 
     fn step(mut self, batch: TrainBatch, _noise: &mut SeededRng) -> (Self, Vec<f32>) {
-        let reconstruction = self.model.forward(batch.images.clone());
-        let loss = mse(reconstruction, batch.images);
+        let logits = self.model.logits(batch.images.clone());
+        let loss = mse_of_logits(logits, batch.images);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
         self.model = self.optimizer.step(self.config.learning_rate, self.model, grads);
         (self, vec![loss.into_scalar()])

@@ -18,7 +18,8 @@ use std::mem::MaybeUninit;
 
 use burn::tensor::{DType, Tensor, TensorData};
 
-use super::Geometry;
+use super::math::{ln_one_plus_unit, sigmoid_parts};
+use super::{Geometry, PixelLoss};
 
 /// The kernels, implemented for burn-flex and, with the `autodiff` feature, for autodiff over
 /// any backend that implements them.
@@ -30,13 +31,16 @@ pub trait KernelOps: Backend {
     /// Adds each row's taps onto the input pixels they cover.
     fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 
+    /// Adds each row's taps onto the input pixels they cover, starting every pixel from `bias`.
+    fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
+
     /// Multiplies `[m, k]` by `[k, n]`.
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Multiplies `[m, k]` by `[k, n]` and adds `bias`, `[n]`, to every row.
     fn affine(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// Sums `[m, n]` over its rows into `[n]`.
+    /// Sums `[..., n]` over every axis but the last into `[n]`.
     #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
     fn column_sums(values: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -79,6 +83,19 @@ pub trait KernelOps: Backend {
     /// Multiplies the gradient by `slope` where the input was negative.
     #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
     fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
+
+    /// Sums `loss` of `[rows, columns]` logits against their targets over each row: `[rows]`.
+    fn pixel_loss_rows(logits: FloatTensor<Self>, target: FloatTensor<Self>, loss: PixelLoss) -> FloatTensor<Self>;
+
+    /// Returns the gradient of the logits of [`KernelOps::pixel_loss_rows`] from that of its
+    /// row sums.
+    #[cfg_attr(not(any(feature = "autodiff", test)), allow(dead_code, reason = "backward passes only"))]
+    fn pixel_loss_rows_backward(
+        logits: FloatTensor<Self>,
+        target: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        loss: PixelLoss,
+    ) -> FloatTensor<Self>;
 }
 
 /// Gathers every output pixel's window of `input` into one row.
@@ -101,6 +118,18 @@ pub fn scatter_add(rows: Tensor<2>, geometry: Geometry) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::scatter_add_windows(rows.into_dispatch(), geometry))
 }
 
+/// [`scatter_add`] onto `bias` in every pixel instead of zero, which saves a pass over the output
+/// each way for the bias of a transposed convolution.
+///
+/// # Shapes
+///
+/// - rows: `[batch · height_out · width_out, kernel_h · kernel_w · channels]`
+/// - bias: `[channels]`
+/// - output: `[batch, height, width, channels]`, the sizes `geometry.input` gives
+pub fn scatter_add_bias(rows: Tensor<2>, bias: Tensor<1>, geometry: Geometry) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::scatter_add_windows_bias(rows.into_dispatch(), bias.into_dispatch(), geometry))
+}
+
 /// Takes the maximum of every channel over non-overlapping `kernel` windows.
 ///
 /// Where several pixels of a window hold the maximum, the gradient goes to the first of them in
@@ -119,6 +148,16 @@ pub fn max_pool(input: Tensor<4>, kernel: [usize; 2]) -> Tensor<4> {
 /// `leaky_relu` does.
 pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::leaky_relu_kernel(input.into_dispatch(), slope))
+}
+
+/// Sums `loss` of `logits` against `target` over each row. No gradient flows into `target`.
+///
+/// # Shapes
+///
+/// - logits, target: `[rows, columns]`
+/// - output: `[rows]`
+pub fn pixel_loss(logits: Tensor<2>, target: Tensor<2>, loss: PixelLoss) -> Tensor<1> {
+    Tensor::from_dispatch(<Dispatch as KernelOps>::pixel_loss_rows(logits.into_dispatch(), target.into_dispatch(), loss))
 }
 
 /// Multiplies two matrices with the gemm crate, as burn-flex does, but writes the result
@@ -183,20 +222,12 @@ impl KernelOps for Flex {
     }
 
     fn scatter_add_windows(rows: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
-        let channels = channels(&rows, 2) / geometry.taps();
-        let rows = contiguous(rows);
-        let rows = values(&rows);
-        let per_image = geometry.rows_per_image() * geometry.taps() * channels;
-        let output = zeroed_chunks(geometry.batch * geometry.pixels_per_image() * channels, geometry.pixels_per_image() * channels, |image, out| {
-            let rows = &rows[image * per_image..][..per_image];
-            geometry.for_each_run(channels, |window, pixel, len| {
-                for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
-                    *sum += value;
-                }
-            });
-        });
-        let [height, width] = geometry.input;
-        flex_tensor(output, vec![geometry.batch, height, width, channels])
+        scatter(rows, None, geometry)
+    }
+
+    fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+        let bias = contiguous(bias);
+        scatter(rows, Some(values(&bias)), geometry)
     }
 
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -209,7 +240,8 @@ impl KernelOps for Flex {
     }
 
     fn column_sums(input: FloatTensor<Self>) -> FloatTensor<Self> {
-        let columns = channels(&input, 2);
+        let shape = input.layout().shape();
+        let columns = shape[shape.num_dims() - 1];
         let input = contiguous(input);
         let mut sums = vec![0.0f32; columns];
         for row in values(&input).chunks_exact(columns) {
@@ -276,7 +308,20 @@ impl KernelOps for Flex {
     }
 
     fn leaky_relu_kernel(input: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        <Flex as burn::backend::ops::ActivationOps<Flex>>::leaky_relu(input, slope.into())
+        let shape = input.layout().shape().to_vec();
+        let input = contiguous(input);
+        let input = values(&input);
+        let slope = slope as f32;
+        let output = zeroed_chunks(input.len(), ELEMENTS_PER_TASK, |chunk, out| {
+            // A copy the compiler need not reload after every store, and no branches: both let
+            // it vectorize the loop.
+            let slope = slope;
+            let input = &input[chunk * ELEMENTS_PER_TASK..];
+            for (y, &x) in out.iter_mut().zip(input) {
+                *y = x.max(0.0) + slope * x.min(0.0);
+            }
+        });
+        flex_tensor(output, shape)
     }
 
     fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
@@ -284,8 +329,55 @@ impl KernelOps for Flex {
         let [input, grad] = [input, grad].map(contiguous);
         let [input, grad]: [&[f32]; 2] = [&input, &grad].map(values);
         let slope = slope as f32;
-        let values = input.iter().zip(grad).map(|(&x, &g)| if x < 0.0 { g * slope } else { g }).collect();
-        flex_tensor(values, shape)
+        let output = zeroed_chunks(input.len(), ELEMENTS_PER_TASK, |chunk, out| {
+            let slope = slope;
+            let start = chunk * ELEMENTS_PER_TASK;
+            for ((y, &x), &g) in out.iter_mut().zip(&input[start..]).zip(&grad[start..]) {
+                *y = g * if x < 0.0 { slope } else { 1.0 };
+            }
+        });
+        flex_tensor(output, shape)
+    }
+
+    fn pixel_loss_rows(logits: FloatTensor<Self>, target: FloatTensor<Self>, loss: PixelLoss) -> FloatTensor<Self> {
+        let columns = channels(&logits, 2);
+        let [logits, target] = [logits, target].map(contiguous);
+        let [logits, target]: [&[f32]; 2] = [&logits, &target].map(values);
+        assert_eq!(logits.len(), target.len(), "logits and targets of a pixel loss");
+        let rows = logits.len() / columns.max(1);
+
+        let sums = zeroed_chunks(rows, ROWS_PER_TASK, |chunk, sums| {
+            for (offset, sum) in sums.iter_mut().enumerate() {
+                let row = (chunk * ROWS_PER_TASK + offset) * columns;
+                let [logits, target] = [logits, target].map(|values| &values[row..row + columns]);
+                *sum = match loss {
+                    PixelLoss::Bernoulli => lane_sum(logits, target, bernoulli_nll),
+                    PixelLoss::SquaredError => lane_sum(logits, target, squared_error),
+                };
+            }
+        });
+        flex_tensor(sums, vec![rows])
+    }
+
+    fn pixel_loss_rows_backward(
+        logits: FloatTensor<Self>,
+        target: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        loss: PixelLoss,
+    ) -> FloatTensor<Self> {
+        let shape = logits.layout().shape().to_vec();
+        let columns = channels(&logits, 2);
+        let [logits, target, grad] = [logits, target, grad].map(contiguous);
+        let [logits, target, grad]: [&[f32]; 3] = [&logits, &target, &grad].map(values);
+
+        let output = zeroed_chunks(logits.len(), columns, |row, out| {
+            let [logits, target] = [logits, target].map(|values| &values[row * columns..][..columns]);
+            match loss {
+                PixelLoss::Bernoulli => scaled_map(out, logits, target, grad[row], bernoulli_nll_derivative),
+                PixelLoss::SquaredError => scaled_map(out, logits, target, grad[row], squared_error_derivative),
+            }
+        });
+        flex_tensor(output, shape)
     }
 
     fn batch_norm_rows(
@@ -482,6 +574,33 @@ impl Geometry {
     }
 }
 
+/// Adds each row's taps onto the input pixels they cover, each pixel starting from `bias` or
+/// from zero.
+fn scatter(rows: FloatTensor<Flex>, bias: Option<&[f32]>, geometry: Geometry) -> FloatTensor<Flex> {
+    let channels = channels(&rows, 2) / geometry.taps();
+    let rows = contiguous(rows);
+    let rows = values(&rows);
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), channels, "bias length of a scatter-add");
+    }
+    let per_image = geometry.rows_per_image() * geometry.taps() * channels;
+    let output = zeroed_chunks(geometry.batch * geometry.pixels_per_image() * channels, geometry.pixels_per_image() * channels, |image, out| {
+        if let Some(bias) = bias {
+            for pixel in out.chunks_exact_mut(channels) {
+                pixel.copy_from_slice(bias);
+            }
+        }
+        let rows = &rows[image * per_image..][..per_image];
+        geometry.for_each_run(channels, |window, pixel, len| {
+            for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
+                *sum += value;
+            }
+        });
+    });
+    let [height, width] = geometry.input;
+    flex_tensor(output, vec![geometry.batch, height, width, channels])
+}
+
 /// Multiplies `[m, k]` by `[k, n]` with the gemm crate into a new tensor, which starts from
 /// `bias` in every row where one is given and from zero otherwise.
 fn multiply(lhs: FloatTensor<Flex>, rhs: FloatTensor<Flex>, bias: Option<&[f32]>) -> FloatTensor<Flex> {
@@ -586,6 +705,64 @@ fn channel_statistics(values: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, variance)
 }
 
+/// Elements of an element-wise kernel per task on the worker threads.
+const ELEMENTS_PER_TASK: usize = 1 << 14;
+
+/// Rows of a row-wise loss per task on the worker threads.
+const ROWS_PER_TASK: usize = 16;
+
+/// Sums `f(logit, target)` over a row in eight independent partial sums, which the compiler
+/// keeps in vector registers: a single running sum would have to add one value at a time.
+#[inline(always)]
+fn lane_sum(logits: &[f32], target: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    const LANES: usize = 8;
+    let mut lanes = [0.0f32; LANES];
+    let mut logit_chunks = logits.chunks_exact(LANES);
+    let mut target_chunks = target.chunks_exact(LANES);
+    for (x, t) in (&mut logit_chunks).zip(&mut target_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] += f(x[lane], t[lane]);
+        }
+    }
+    let rest: f32 = logit_chunks.remainder().iter().zip(target_chunks.remainder()).map(|(&x, &t)| f(x, t)).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
+/// Writes `scale · f(logit, target)` for every pixel of a row into `out`.
+#[inline(always)]
+fn scaled_map(out: &mut [f32], logits: &[f32], target: &[f32], scale: f32, f: impl Fn(f32, f32) -> f32) {
+    for ((y, &x), &t) in out.iter_mut().zip(logits).zip(target) {
+        *y = scale * f(x, t);
+    }
+}
+
+/// `max(x, 0) − x·t + ln(1 + e^−|x|)`: the Bernoulli negative log-likelihood of `t` under logit `x`.
+#[inline(always)]
+fn bernoulli_nll(x: f32, t: f32) -> f32 {
+    let (decay, _) = sigmoid_parts(x);
+    x.max(0.0) - x * t + ln_one_plus_unit(decay)
+}
+
+/// `σ(x) − t`, the derivative of [`bernoulli_nll`] in `x`.
+#[inline(always)]
+fn bernoulli_nll_derivative(x: f32, t: f32) -> f32 {
+    sigmoid_parts(x).1 - t
+}
+
+/// `(σ(x) − t)²`.
+#[inline(always)]
+fn squared_error(x: f32, t: f32) -> f32 {
+    let error = sigmoid_parts(x).1 - t;
+    error * error
+}
+
+/// `2 (σ(x) − t) σ(x) (1 − σ(x))`, the derivative of [`squared_error`] in `x`.
+#[inline(always)]
+fn squared_error_derivative(x: f32, t: f32) -> f32 {
+    let sigmoid = sigmoid_parts(x).1;
+    2.0 * (sigmoid - t) * sigmoid * (1.0 - sigmoid)
+}
+
 /// Returns `len` values built in chunks of `chunk` values, one per image: `f(image, chunk)` gets
 /// its chunk zeroed and fills it in. The chunks are zeroed and filled in parallel where threads
 /// are available, so the main thread does not zero the whole buffer first.
@@ -624,13 +801,16 @@ mod autodiff {
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
     use burn::backend::tensor::FloatTensor;
 
-    use super::{Geometry, KernelOps};
+    use super::{Geometry, KernelOps, PixelLoss};
 
     #[derive(Debug)]
     struct Gather;
 
     #[derive(Debug)]
     struct ScatterAdd;
+
+    #[derive(Debug)]
+    struct ScatterAddBias;
 
     #[derive(Debug)]
     struct Product;
@@ -647,6 +827,9 @@ mod autodiff {
     #[derive(Debug)]
     struct BatchNormRows;
 
+    #[derive(Debug)]
+    struct PixelLossRows;
+
     impl<B: KernelOps> Backward<B, 1> for Gather {
         type State = Geometry;
 
@@ -662,6 +845,23 @@ mod autodiff {
         fn backward(self, ops: Ops<Geometry, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
             let geometry = ops.state;
             unary::<B, _>(ops.parents, ops.node, grads, |grad| B::gather_windows(grad, geometry));
+        }
+    }
+
+    impl<B: KernelOps> Backward<B, 2> for ScatterAddBias {
+        type State = Geometry;
+
+        fn backward(self, ops: Ops<Geometry, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let [rows_node, bias_node] = ops.parents;
+            let grad = grads.consume::<B>(&ops.node);
+            let geometry = ops.state;
+
+            if let Some(node) = bias_node {
+                grads.register::<B>(node.id, B::column_sums(grad.clone()));
+            }
+            if let Some(node) = rows_node {
+                grads.register::<B>(node.id, B::gather_windows(grad, geometry));
+            }
         }
     }
 
@@ -744,6 +944,16 @@ mod autodiff {
         }
     }
 
+    impl<B: KernelOps> Backward<B, 1> for PixelLossRows {
+        /// The logits, the targets and the loss.
+        type State = (FloatTensor<B>, FloatTensor<B>, PixelLoss);
+
+        fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+            let (logits, target, loss) = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| B::pixel_loss_rows_backward(logits, target, grad, loss));
+        }
+    }
+
     impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         fn gather_windows(input: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
             let (primitive, node) = input.into_parts();
@@ -758,6 +968,15 @@ mod autodiff {
             match ScatterAdd.prepare::<C>([node]).compute_bound().stateful() {
                 OpsKind::Tracked(prep) => prep.finish(geometry, B::scatter_add_windows(primitive, geometry)),
                 OpsKind::UnTracked(prep) => prep.finish(B::scatter_add_windows(primitive, geometry)),
+            }
+        }
+
+        fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
+            let (rows, rows_node) = rows.into_parts();
+            let (bias, bias_node) = bias.into_parts();
+            match ScatterAddBias.prepare::<C>([rows_node, bias_node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(geometry, B::scatter_add_windows_bias(rows, bias, geometry)),
+                OpsKind::UnTracked(prep) => prep.finish(B::scatter_add_windows_bias(rows, bias, geometry)),
             }
         }
 
@@ -852,6 +1071,30 @@ mod autodiff {
         fn leaky_relu_kernel_backward(input: FloatTensor<Self>, grad: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
             let [input, grad] = [input, grad].map(|tensor| tensor.into_primitive());
             FloatTensor::<Self>::new(B::leaky_relu_kernel_backward(input, grad, slope))
+        }
+
+        /// Records a node for the logits only: the targets are data.
+        fn pixel_loss_rows(logits: FloatTensor<Self>, target: FloatTensor<Self>, loss: PixelLoss) -> FloatTensor<Self> {
+            let (logits, node) = logits.into_parts();
+            let target = target.into_primitive();
+            match PixelLossRows.prepare::<C>([node]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => {
+                    let output = B::pixel_loss_rows(logits.clone(), target.clone(), loss);
+                    prep.finish((logits, target, loss), output)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::pixel_loss_rows(logits, target, loss)),
+            }
+        }
+
+        /// Runs the inner backend's backward pass, whose result is not differentiated again.
+        fn pixel_loss_rows_backward(
+            logits: FloatTensor<Self>,
+            target: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            loss: PixelLoss,
+        ) -> FloatTensor<Self> {
+            let [logits, target, grad] = [logits, target, grad].map(|tensor| tensor.into_primitive());
+            FloatTensor::<Self>::new(B::pixel_loss_rows_backward(logits, target, grad, loss))
         }
 
         /// Runs the inner backend's backward pass, whose result is not differentiated again.
