@@ -243,9 +243,25 @@ impl KernelOps for Flex {
         let shape = input.layout().shape();
         let columns = shape[shape.num_dims() - 1];
         let input = contiguous(input);
+        let input = values(&input);
+        if columns == 0 {
+            return flex_tensor(Vec::new(), vec![0]);
+        }
+
+        // Each task sums whole rows; the partial sums are added in task order.
+        let rows_per_task = (ELEMENTS_PER_TASK / columns).max(1);
+        let partial = |rows: &[f32]| stripe_sums(rows, columns);
+        #[cfg(not(target_family = "wasm"))]
+        let partials: Vec<Vec<f32>> = {
+            use rayon::prelude::*;
+            input.par_chunks(rows_per_task * columns).map(partial).collect()
+        };
+        #[cfg(target_family = "wasm")]
+        let partials: Vec<Vec<f32>> = input.chunks(rows_per_task * columns).map(partial).collect();
+
         let mut sums = vec![0.0f32; columns];
-        for row in values(&input).chunks_exact(columns) {
-            for (sum, value) in sums.iter_mut().zip(row) {
+        for partial in partials {
+            for (sum, value) in sums.iter_mut().zip(partial) {
                 *sum += value;
             }
         }
@@ -312,15 +328,8 @@ impl KernelOps for Flex {
         let input = contiguous(input);
         let input = values(&input);
         let slope = slope as f32;
-        let output = zeroed_chunks(input.len(), ELEMENTS_PER_TASK, |chunk, out| {
-            // A copy the compiler need not reload after every store, and no branches: both let
-            // it vectorize the loop.
-            let slope = slope;
-            let input = &input[chunk * ELEMENTS_PER_TASK..];
-            for (y, &x) in out.iter_mut().zip(input) {
-                *y = x.max(0.0) + slope * x.min(0.0);
-            }
-        });
+        // Without branches, so that the loop vectorizes.
+        let output = map_pairs(input, input, move |x, _| x.max(0.0) + slope * x.min(0.0));
         flex_tensor(output, shape)
     }
 
@@ -329,13 +338,7 @@ impl KernelOps for Flex {
         let [input, grad] = [input, grad].map(contiguous);
         let [input, grad]: [&[f32]; 2] = [&input, &grad].map(values);
         let slope = slope as f32;
-        let output = zeroed_chunks(input.len(), ELEMENTS_PER_TASK, |chunk, out| {
-            let slope = slope;
-            let start = chunk * ELEMENTS_PER_TASK;
-            for ((y, &x), &g) in out.iter_mut().zip(&input[start..]).zip(&grad[start..]) {
-                *y = g * if x < 0.0 { slope } else { 1.0 };
-            }
-        });
+        let output = map_pairs(input, grad, move |x, g| g * if x < 0.0 { slope } else { 1.0 });
         flex_tensor(output, shape)
     }
 
@@ -705,8 +708,64 @@ fn channel_statistics(values: &[f32], channels: usize) -> (Vec<f32>, Vec<f32>) {
     (mean, variance)
 }
 
+/// Sums whole rows of `columns` values column by column. The rows are added a stripe of several
+/// rows at a time into one accumulator of the stripe's width, so the inner loop adds long
+/// contiguous runs even when rows are short, and the stripe's rows are added up at the end.
+fn stripe_sums(rows: &[f32], columns: usize) -> Vec<f32> {
+    let width = 256usize.div_ceil(columns) * columns;
+    let mut stripe_sum = vec![0.0f32; width];
+    let mut stripes = rows.chunks_exact(width);
+    for stripe in &mut stripes {
+        for (sum, value) in stripe_sum.iter_mut().zip(stripe) {
+            *sum += value;
+        }
+    }
+    // The remainder holds whole rows too, as `rows` does.
+    for (sum, value) in stripe_sum.iter_mut().zip(stripes.remainder()) {
+        *sum += value;
+    }
+
+    let mut sums = vec![0.0f32; columns];
+    for row in stripe_sum.chunks_exact(columns) {
+        for (sum, value) in sums.iter_mut().zip(row) {
+            *sum += value;
+        }
+    }
+    sums
+}
+
 /// Elements of an element-wise kernel per task on the worker threads.
 const ELEMENTS_PER_TASK: usize = 1 << 14;
+
+/// Returns `f(a[i], b[i])` for every position `i`, computed in tasks of [`ELEMENTS_PER_TASK`]
+/// values on the worker threads where there are any.
+fn map_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Clone + Send + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "lengths of an element-wise kernel's inputs");
+    let len = a.len();
+    let mut values: Vec<f32> = Vec::with_capacity(len);
+    let fill = |task: usize, out: &mut [MaybeUninit<f32>]| {
+        // A copy of its captured values that the compiler need not reload after every store,
+        // which lets it vectorize the loop.
+        let f = f.clone();
+        let start = task * ELEMENTS_PER_TASK;
+        for ((y, &a), &b) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+            y.write(f(a, b));
+        }
+    };
+    let spare = &mut values.spare_capacity_mut()[..len];
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        spare.par_chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(task, out)| fill(task, out));
+    }
+    #[cfg(target_family = "wasm")]
+    spare.chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(task, out)| fill(task, out));
+
+    // SAFETY: task `t` gets the `len - t · ELEMENTS_PER_TASK` or fewer values from
+    // `t · ELEMENTS_PER_TASK` on, and `a` and `b` hold `len` values, so its loop wrote all of them.
+    unsafe { values.set_len(len) };
+    values
+}
 
 /// Rows of a row-wise loss per task on the worker threads.
 const ROWS_PER_TASK: usize = 16;
@@ -1216,4 +1275,15 @@ mod tests {
         }
     }
 
+    #[test]
+    fn column_sums_match_burn_for_short_and_long_rows() {
+        let device = Device::flex();
+        // Rows of one value, of a few, of more than a stripe, and more rows than one task holds.
+        for [rows, columns] in [[100_003, 1], [5_000, 3], [777, 16], [41, 300], [1, 7], [0, 4]] {
+            let input: Tensor<2> = random([rows, columns], &device);
+            let sums = Tensor::<1>::from_dispatch(<Dispatch as KernelOps>::column_sums(input.clone().into_dispatch()));
+            let expected = input.sum_dim(0).reshape([columns]);
+            sums.into_data().assert_approx_eq::<f32>(&expected.into_data(), Tolerance::rel_abs(1e-4, 1e-3));
+        }
+    }
 }
