@@ -1,18 +1,21 @@
 """Training throughput of the five models in PyTorch and in Burn, side by side.
 
 Builds the same architectures and optimisers as `shared/` and `trainer/` in PyTorch and times
-training steps at batch 128 on the CPU with 2 threads. It then runs the Burn counterpart
-(`cargo run --release -p trainer --example throughput`) in the same invocation and prints the
-images/s of both and their ratio. Nothing in the build or the tests needs this script.
+training steps at batch 128 on the CPU with 2 threads. Right after each model's PyTorch run it
+runs the Burn counterpart (the `throughput` example of `trainer`, built once with `cargo build
+--release`), so that both meet the machine in the same state, and repeats this `--rounds` times.
+It prints the median images/s of both and the median of the rounds' ratios. Nothing in the
+build or the tests needs this script.
 
 Usage (from the repository root, in a virtual environment with `pip install torch`):
 
-    python bench/pytorch/compare.py [--steps 20] [--threads 2] [--json]
+    python bench/pytorch/compare.py [--steps 20] [--rounds 3] [--threads 2] [--json]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -219,36 +222,52 @@ def measure(step_fn, steps):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per model (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both frameworks (default 2)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    pytorch = {
-        "dcgan": measure(gan_step_fn(False), args.steps),
-        "cgan": measure(gan_step_fn(True), args.steps),
-        "autoencoder": measure(autoencoder_step_fn(), args.steps),
-        "vae": measure(vae_step_fn(), args.steps),
-        "classifier": measure(classifier_step_fn(), args.steps),
-    }
-
+    build = ["cargo", "build", "--release", "--quiet", "-p", "trainer", "--example", "throughput", "--message-format", "json"]
+    messages = subprocess.run(build, check=True, capture_output=True, text=True).stdout.splitlines()
+    artifacts = [json.loads(line) for line in messages if '"compiler-artifact"' in line]
+    binary = next(a["executable"] for a in artifacts if a["target"]["name"] == "throughput" and a.get("executable"))
     environment = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    command = ["cargo", "run", "--release", "--quiet", "-p", "trainer", "--example", "throughput", "--", str(args.steps)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True, env=environment)
-    burn = json.loads(output.stdout.strip().splitlines()[-1])
+
+    step_fns = {
+        "dcgan": lambda: gan_step_fn(False),
+        "cgan": lambda: gan_step_fn(True),
+        "autoencoder": autoencoder_step_fn,
+        "vae": vae_step_fn,
+        "classifier": classifier_step_fn,
+    }
+    runs = {name: [] for name in step_fns}
+    for _ in range(args.rounds):
+        for name, step_fn in step_fns.items():
+            pytorch = measure(step_fn(), args.steps)
+            output = subprocess.run([binary, str(args.steps), name], check=True, capture_output=True, text=True, env=environment)
+            burn = json.loads(output.stdout.strip().splitlines()[-1])[name]
+            runs[name].append((pytorch, burn))
 
     rows = [
-        {"model": name, "pytorch": pytorch[name], "burn": burn[name], "ratio": burn[name] / pytorch[name]}
-        for name in pytorch
+        {
+            "model": name,
+            "pytorch": statistics.median(p for p, _ in pairs),
+            "burn": statistics.median(b for _, b in pairs),
+            "ratio": statistics.median(b / p for p, b in pairs),
+            "ratios": [round(b / p, 2) for p, b in pairs],
+        }
+        for name, pairs in runs.items()
     ]
     if args.json:
-        print(json.dumps({"torch": torch.__version__, "threads": args.threads, "rows": rows}, indent=2))
+        print(json.dumps({"torch": torch.__version__, "threads": args.threads, "rounds": args.rounds, "rows": rows}, indent=2))
         return
-    print(f"images/s at batch {BATCH}, {args.threads} threads, PyTorch {torch.__version__}")
-    print(f"{'model':<12} {'PyTorch':>10} {'Burn':>10} {'Burn/PyTorch':>13}")
+    print(f"images/s at batch {BATCH}, {args.threads} threads, PyTorch {torch.__version__}, medians of {args.rounds} rounds")
+    print(f"{'model':<12} {'PyTorch':>10} {'Burn':>10} {'Burn/PyTorch':>13}  per round")
     for row in rows:
-        print(f"{row['model']:<12} {row['pytorch']:>10.0f} {row['burn']:>10.0f} {row['ratio']:>13.2f}")
+        ratios = " ".join(f"{ratio:.2f}" for ratio in row["ratios"])
+        print(f"{row['model']:<12} {row['pytorch']:>10.0f} {row['burn']:>10.0f} {row['ratio']:>13.2f}  {ratios}")
 
 
 if __name__ == "__main__":

@@ -175,10 +175,10 @@ impl Generator {
             if let Some(norms) = &self.norms {
                 x = channels_last::batch_norm(x, &norms[index]);
             }
-            x = self.activation.forward(x);
+            x = channels_last::relu(x);
         }
 
-        to_channels_first(x).tanh()
+        to_channels_first(channels_last::tanh(x))
     }
 
     /// Folds the BatchNorm layers into the convolutions for inference.
