@@ -16,7 +16,12 @@ pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
 /// Rejects anything but a regular file (a directory, a device such as `/dev/zero`, a pipe) and
 /// files over [`MAX_WEIGHTS_FILE_BYTES`].
 pub fn read_weights_file(path: &Path, label: &str) -> Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("failed to read {label} {}", path.display()))?;
+    let file = File::open(path).with_context(|| {
+        format!(
+            "failed to read {label} {}; pass the path of a .bin file that `trainer train` wrote, such as one in web/weights/",
+            path.display()
+        )
+    })?;
     let metadata = file.metadata().with_context(|| format!("failed to read {label} {}", path.display()))?;
     if !metadata.is_file() {
         bail!("{label} {} is not a regular file; pass the path of a .bin file that `trainer train` wrote", path.display());

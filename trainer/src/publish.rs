@@ -9,10 +9,20 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use shared::manifest::{MANIFEST_FILE, MANIFEST_VERSION, Manifest, ModelEntry};
 use shared::weights::{decode, format_version, sha256_hex};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::atomic;
 use crate::cli::{ManifestArgs, PublishArgs};
+
+/// The models the page loads, by manifest id (the ids of `WeightsFile` in `web/src/engine.rs`),
+/// with the part of the page that needs each.
+const PAGE_MODELS: [(&str, &str); 5] = [
+    ("dcgan", "random digits"),
+    ("cgan", "digits on request"),
+    ("autoencoder", "the Draw tab"),
+    ("vae", "VAE samples and interpolations"),
+    ("vae-2d", "the latent map"),
+];
 
 /// Hex digits of the content hash in published file names.
 const HASH_LEN: usize = 16;
@@ -48,6 +58,18 @@ pub fn publish(args: &PublishArgs) -> Result<()> {
         );
     }
     let (manifest, copies) = build_manifest(&args.weights_dir, true)?;
+    let missing: Vec<String> = PAGE_MODELS
+        .iter()
+        .filter(|(id, _)| !manifest.models.iter().any(|model| model.id == *id))
+        .map(|(id, part)| format!("{id}.bin ({part})"))
+        .collect();
+    if !missing.is_empty() {
+        warn!(
+            "{} has no {}; the page will show an error there. Train the missing models or copy them from web/weights/",
+            args.weights_dir.display(),
+            missing.join(", ")
+        );
+    }
 
     let out = &args.out;
     let name = out

@@ -20,6 +20,9 @@ pub const GRID_COLUMNS: usize = 8;
 
 /// Runs `trainer sample`.
 pub fn sample(args: &SampleArgs) -> Result<()> {
+    if !args.out.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("png")) {
+        bail!("--out {} must name a .png file: `trainer sample` writes PNG images", args.out.display());
+    }
     let file = read_weights_file(&args.weights, "the weights file")?;
     let device = device::device(args.backend)?;
 

@@ -35,8 +35,9 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads a TOML (`.toml`) or JSON (any other extension) file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read the config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("failed to read the config file {}; check the path given to --config", path.display())
+        })?;
         let is_toml = path.extension().is_some_and(|extension| extension == "toml");
         let parsed = if is_toml {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))

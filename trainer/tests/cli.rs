@@ -372,3 +372,57 @@ fn publish_rejects_trunk_serve_page() {
     assert!(message.contains("trunk build --release"), "{message}");
     assert!(!out.exists());
 }
+
+#[test]
+fn publish_warns_about_models_the_page_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("dist");
+    std::fs::create_dir(&page).unwrap();
+    std::fs::write(page.join("index.html"), "<html><head></head><body></body></html>").unwrap();
+    let weights = dir.path().join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    copy_bundled("vae-2d", &weights);
+    let out = dir.path().join("site");
+
+    let output = trainer(&[
+        "publish",
+        "--page",
+        page.to_str().unwrap(),
+        "--weights-dir",
+        weights.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+
+    let message = stderr(&output);
+    assert!(output.status.success(), "{message}");
+    assert!(message.contains("dcgan.bin (random digits)"), "{message}");
+    assert!(message.contains("autoencoder.bin (the Draw tab)"), "{message}");
+    assert!(!message.contains("vae-2d.bin"), "{message}");
+    assert!(out.join("index.html").is_file());
+}
+
+#[test]
+fn sample_refuses_an_out_file_that_is_not_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = copy_bundled("dcgan", dir.path());
+    let out = dir.path().join("digits.txt");
+
+    let output = trainer(&["sample", "dcgan", "--weights", weights.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("digits.txt") && message.contains(".png"), "{message}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn missing_weights_file_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("nowhere.bin");
+    let output = trainer(&["sample", "dcgan", "--weights", weights.to_str().unwrap(), "--out", dir.path().join("x.png").to_str().unwrap()]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("nowhere.bin") && message.contains("trainer train"), "{message}");
+}
