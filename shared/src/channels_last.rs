@@ -116,7 +116,12 @@ pub fn conv_transpose2d(x: Tensor<4>, conv: &ConvTranspose2d) -> Tensor<4> {
         .val()
         .permute([0, 2, 3, 1])
         .reshape([in_channels, kernel_h * kernel_w * out_channels]);
-    let products = kernels::product(x.reshape([batch * height * width, in_channels]), weight);
+    let rows = x.reshape([batch * height * width, in_channels]);
+    if !rows.device().is_autodiff() {
+        let bias = conv.bias.as_ref().map_or_else(|| Tensor::zeros([out_channels], &rows.device()), |bias| bias.val());
+        return kernels::transposed_convolution(rows, weight, bias, geometry);
+    }
+    let products = kernels::product(rows, weight);
     match &conv.bias {
         Some(bias) => kernels::scatter_add_bias(products, bias.val(), geometry),
         None => kernels::scatter_add(products, geometry),
@@ -559,6 +564,33 @@ mod tests {
                 |conv| conv.weight.val(),
                 |conv| conv.bias.as_ref().expect("a bias").val(),
             );
+        }
+    }
+
+    #[test]
+    fn conv_transpose2d_inference_matches_burn() {
+        let device = Device::flex();
+        let cases = [
+            // (channels, kernel, stride, padding, input side, bias): the first spans two groups
+            // of images in a batch of 7.
+            ([128, 64], 4, 2, 1, 7, true),
+            ([5, 3], 3, 2, 0, 3, false),
+            ([4, 1], 4, 2, 1, 14, true),
+        ];
+        for (channels, kernel, stride, padding, side, bias) in cases {
+            let conv = ConvTranspose2dConfig::new(channels, [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding([padding, padding])
+                .with_bias(bias)
+                .init(&device);
+            let input = random([7, channels[0], side, side], &device);
+            let expected = conv.forward(input.clone()).into_data();
+            let run = || to_channels_first(conv_transpose2d(to_channels_last(input.clone()), &conv)).into_data();
+            // On one thread, as in the page's workers, the kernel works through groups of images.
+            let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a thread pool");
+            for actual in [run(), one_thread.install(run)] {
+                actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-4));
+            }
         }
     }
 

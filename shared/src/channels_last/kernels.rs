@@ -35,6 +35,15 @@ pub trait KernelOps: Backend {
     fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 
     /// Multiplies `[m, k]` by `[k, n]`.
+    /// Runs a transposed convolution, `[batch · pixels, channels_in]` input rows times
+    /// `[channels_in, taps · channels]` weights, scattered onto `bias`, a few images at a time.
+    fn transposed_convolution(
+        rows: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self>;
+
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Multiplies `[m, k]` by `[k, n]` and adds `bias`, `[n]`, to every row.
@@ -157,6 +166,22 @@ pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::leaky_relu_kernel(input.into_dispatch(), slope))
 }
 
+/// Multiplies `rows` by `weight` and adds each product row's taps onto `bias` in the output
+/// pixels they cover, a few images at a time, so that each group's products stay in the cache
+/// until they are added, and the products of the whole batch are never allocated. Runs outside
+/// the autodiff graph: it is for inference only.
+///
+/// # Shapes
+///
+/// - rows: `[batch · height_out · width_out, channels_in]`, one row per input pixel
+/// - weight: `[channels_in, kernel_h · kernel_w · channels]`
+/// - bias: `[channels]`
+/// - output: `[batch, height, width, channels]`, the sizes `geometry.input` gives
+pub fn transposed_convolution(rows: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, geometry: Geometry) -> Tensor<4> {
+    let [rows, weight, bias] = [rows.into_dispatch(), weight.into_dispatch(), bias.into_dispatch()];
+    Tensor::from_dispatch(<Dispatch as KernelOps>::transposed_convolution(rows, weight, bias, geometry))
+}
+
 /// Returns the hyperbolic tangent of every value, as Burn's `tanh` does to within 2 · 10⁻⁷.
 pub fn tanh<const D: usize>(input: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as KernelOps>::tanh_kernel(input.into_dispatch()))
@@ -240,6 +265,54 @@ impl KernelOps for Flex {
     fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self> {
         let bias = contiguous(bias);
         scatter(rows, Some(values(&bias)), geometry)
+    }
+
+    fn transposed_convolution(
+        rows: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: Geometry,
+    ) -> FloatTensor<Self> {
+        let bias = contiguous(bias);
+        let bias = values(&bias);
+        // On several threads one product for the whole batch, which gemm splits between them,
+        // ran faster in `cargo bench --bench gan` than groups of images on one thread each.
+        #[cfg(not(target_family = "wasm"))]
+        if rayon::current_num_threads() > 1 {
+            return scatter(multiply(rows, weight, None), Some(bias), geometry);
+        }
+
+        let (rows, [_, inputs], rows_strides) = matrix(contiguous(rows));
+        let (weight, [weight_inputs, products], weight_strides) = matrix(weight);
+        assert_eq!(inputs, weight_inputs, "inner dimensions of a transposed convolution");
+        let channels = products / geometry.taps();
+        assert_eq!(bias.len(), channels, "bias length of a transposed convolution");
+        let [height, width] = geometry.input;
+        let shape = vec![geometry.batch, height, width, channels];
+        if geometry.rows() == 0 || inputs == 0 || products == 0 {
+            return flex_tensor(bias.repeat(geometry.batch * height * width), shape);
+        }
+        let rows = Operand::new(&rows, rows_strides);
+        let weight = Operand::new(&weight, weight_strides);
+
+        // Groups of about a mebibyte of products.
+        let per_image = geometry.rows_per_image() * products;
+        let group = ((1 << 18) / per_image.max(1)).max(1);
+        let output_per_image = geometry.pixels_per_image() * channels;
+        let output = zeroed_chunks(geometry.batch * output_per_image, group * output_per_image, |index, out| {
+            let images = out.len() / output_per_image.max(1);
+            let first_row = index * group * geometry.rows_per_image();
+            let group_rows = Operand {
+                values: &rows.values[first_row * rows.strides[0] as usize..],
+                strides: rows.strides,
+            };
+            let mut group_products = Vec::with_capacity(images * per_image);
+            product_into(&mut group_products, group_rows, weight, [images * geometry.rows_per_image(), products], 0..inputs, gemm::Parallelism::None);
+            for (image, out) in out.chunks_exact_mut(output_per_image).enumerate() {
+                scatter_image(out, &group_products[image * per_image..][..per_image], bias, channels, geometry);
+            }
+        });
+        flex_tensor(output, shape)
     }
 
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -626,20 +699,31 @@ fn scatter(rows: FloatTensor<Flex>, bias: Option<&[f32]>, geometry: Geometry) ->
     }
     let per_image = geometry.rows_per_image() * geometry.taps() * channels;
     let output = zeroed_chunks(geometry.batch * geometry.pixels_per_image() * channels, geometry.pixels_per_image() * channels, |image, out| {
-        if let Some(bias) = bias {
-            for pixel in out.chunks_exact_mut(channels) {
-                pixel.copy_from_slice(bias);
-            }
-        }
         let rows = &rows[image * per_image..][..per_image];
-        geometry.for_each_run(channels, |window, pixel, len| {
-            for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
-                *sum += value;
-            }
-        });
+        match bias {
+            Some(bias) => scatter_image(out, rows, bias, channels, geometry),
+            None => add_taps(out, rows, channels, geometry),
+        }
     });
     let [height, width] = geometry.input;
     flex_tensor(output, vec![geometry.batch, height, width, channels])
+}
+
+/// Fills one image's zeroed output with `bias` in every pixel, then adds its rows' taps.
+fn scatter_image(out: &mut [f32], rows: &[f32], bias: &[f32], channels: usize, geometry: Geometry) {
+    for pixel in out.chunks_exact_mut(channels) {
+        pixel.copy_from_slice(bias);
+    }
+    add_taps(out, rows, channels, geometry);
+}
+
+/// Adds one image's rows' taps onto the output pixels they cover.
+fn add_taps(out: &mut [f32], rows: &[f32], channels: usize, geometry: Geometry) {
+    geometry.for_each_run(channels, |window, pixel, len| {
+        for (sum, value) in out[pixel..pixel + len].iter_mut().zip(&rows[window..window + len]) {
+            *sum += value;
+        }
+    });
 }
 
 /// Multiplies `[m, k]` by `[k, n]` with the gemm crate into a new tensor, which starts from
@@ -1201,6 +1285,17 @@ mod autodiff {
                 OpsKind::Tracked(prep) => prep.finish(geometry, B::scatter_add_windows_bias(rows, bias, geometry)),
                 OpsKind::UnTracked(prep) => prep.finish(B::scatter_add_windows_bias(rows, bias, geometry)),
             }
+        }
+
+        /// Runs the inner backend's kernel outside the autodiff graph: it is for inference.
+        fn transposed_convolution(
+            rows: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            geometry: Geometry,
+        ) -> FloatTensor<Self> {
+            let [rows, weight, bias] = [rows, weight, bias].map(|tensor| tensor.into_primitive());
+            FloatTensor::<Self>::new(B::transposed_convolution(rows, weight, bias, geometry))
         }
 
         fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
