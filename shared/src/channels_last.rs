@@ -240,9 +240,9 @@ pub enum PixelLoss {
 
 /// Sums `loss` of pixel `logits` against `target` over each image.
 ///
-/// On burn-flex one kernel computes it and one its gradient; Burn's operations would make a pass
-/// over the pixels for every term and for every term's gradient. There no gradient flows into
-/// `target`, which is data in training.
+/// On burn-flex one kernel computes it and one its gradient, where Burn's operations would make a
+/// pass over the pixels for every term and for every term's gradient. On burn-flex no gradient
+/// flows into `target`, which is data in training.
 ///
 /// # Shapes
 ///
@@ -723,7 +723,7 @@ mod tests {
     }
 
     #[test]
-    fn linear_layers_on_maps_match_burn_on_channels_first_maps() {
+    fn linear_on_maps_matches_burn() {
         let device = Device::flex().autodiff();
         let [batch, channels, height, width] = [3, 4, 5, 6];
         let features = channels * height * width;

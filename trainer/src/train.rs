@@ -465,7 +465,7 @@ fn format_losses(names: &[&str], losses: &[f32]) -> String {
         .join("  ")
 }
 
-/// Formats test-set metrics for the epoch log; the GANs have none during training.
+/// Formats test-set metrics for the epoch log. The GANs have none during training.
 fn format_metrics(metrics: &[(String, f64)]) -> String {
     if metrics.is_empty() {
         return "none (`trainer eval` measures the finished model)".to_string();

@@ -403,7 +403,7 @@ fn publish_warns_about_models_the_page_lacks() {
 }
 
 #[test]
-fn sample_refuses_an_out_file_that_is_not_png() {
+fn sample_rejects_non_png_out() {
     let dir = tempfile::tempdir().unwrap();
     let weights = copy_bundled("dcgan", dir.path());
     let out = dir.path().join("digits.txt");
@@ -412,7 +412,8 @@ fn sample_refuses_an_out_file_that_is_not_png() {
 
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(message.contains("digits.txt") && message.contains(".png"), "{message}");
+    assert!(message.contains("digits.txt"), "{message}");
+    assert!(message.contains(".png"), "{message}");
     assert!(!out.exists());
 }
 
@@ -424,5 +425,6 @@ fn missing_weights_file_gets_a_hint() {
 
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(message.contains("nowhere.bin") && message.contains("trainer train"), "{message}");
+    assert!(message.contains("nowhere.bin"), "{message}");
+    assert!(message.contains("trainer train"), "{message}");
 }

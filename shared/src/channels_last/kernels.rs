@@ -167,9 +167,9 @@ pub fn leaky_relu<const D: usize>(input: Tensor<D>, slope: f64) -> Tensor<D> {
 }
 
 /// Multiplies `rows` by `weight` and adds each product row's taps onto `bias` in the output
-/// pixels they cover, a few images at a time, so that each group's products stay in the cache
-/// until they are added, and the products of the whole batch are never allocated. Runs outside
-/// the autodiff graph: it is for inference only.
+/// pixels they cover. On one thread it works through a few images at a time, so that each
+/// group's products stay in the cache until they are added. Runs outside the autodiff graph,
+/// for inference only.
 ///
 /// # Shapes
 ///
@@ -771,7 +771,7 @@ impl<'a> Operand<'a> {
 }
 
 /// Computes the product of `lhs` and `rhs` over the inner indices `inner` into the `[m, n]`
-/// row-major `output`: adds it to the values there if `output` holds `m · n` values, and
+/// row-major `output`. Adds it to the values there if `output` contains `m · n` values, and
 /// writes it into the empty `output` otherwise.
 fn product_into(
     output: &mut Vec<f32>,
@@ -819,10 +819,10 @@ fn product_into(
 }
 
 /// Returns into how many ranges of inner indices to split a product of `[m, k]` by `[k, n]`,
-/// or `None` to leave it to the gemm crate: where `k` is long and the output small, as in a
-/// weight gradient, which sums over every pixel of the batch. gemm splits such a product
-/// into few blocks of the output and runs the inner loop on one thread; in `throughput` they ran
-/// 1.4 to 2.2 times faster split into one range per thread, each on one thread.
+/// or `None` to leave it to the gemm crate. Splitting pays where `k` is long and the output
+/// small, as in a weight gradient, which sums over every pixel of the batch: gemm splits the
+/// output of such a product into few blocks and runs each one's inner loop on one thread. In
+/// `throughput` these products ran 1.2 to 2.2 times faster as one range per thread.
 #[cfg(not(target_family = "wasm"))]
 fn inner_splits(m: usize, n: usize, k: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
@@ -945,7 +945,7 @@ fn sum_over_rows(rows: usize, columns: usize, width: usize, f: impl Fn(std::ops:
 
 /// Sums whole rows of `columns` values column by column. The rows are added a stripe of several
 /// rows at a time into one accumulator of the stripe's width, so the inner loop adds long
-/// contiguous runs even when rows are short, and the stripe's rows are added up at the end.
+/// contiguous runs even when rows are short. The stripe's rows are added up at the end.
 fn stripe_sums(rows: &[f32], columns: usize) -> Vec<f32> {
     let width = 256usize.div_ceil(columns) * columns;
     let mut stripe_sum = vec![0.0f32; width];
@@ -955,7 +955,7 @@ fn stripe_sums(rows: &[f32], columns: usize) -> Vec<f32> {
             *sum += value;
         }
     }
-    // The remainder holds whole rows too, as `rows` does.
+    // The remainder is whole rows too, as `rows` is.
     for (sum, value) in stripe_sum.iter_mut().zip(stripes.remainder()) {
         *sum += value;
     }
@@ -1570,9 +1570,9 @@ mod tests {
     }
 
     #[test]
-    fn column_sums_match_burn_for_short_and_long_rows() {
+    fn column_sums_match_burn() {
         let device = Device::flex();
-        // Rows of one value, of a few, of more than a stripe, and more rows than one task holds.
+        // Rows of one value, of a few and of more than a stripe, and more rows than one task sums.
         for [rows, columns] in [[100_003, 1], [5_000, 3], [777, 16], [41, 300], [1, 7], [0, 4]] {
             let input: Tensor<2> = random([rows, columns], &device);
             let sums = Tensor::<1>::from_dispatch(<Dispatch as KernelOps>::column_sums(input.clone().into_dispatch()));
