@@ -9,7 +9,9 @@
 //! [`conv_transpose2d`] multiplies first and then adds each product row's taps onto the output
 //! pixels they cover. The gathering and the adding are burn-flex kernels in the `kernels`
 //! module, each the other's backward pass, so a training step is large matrix products plus
-//! memory copies. Max pooling and the leaky ReLU have kernels there too.
+//! memory copies. Max pooling, the activations, BatchNorm in training and the autoencoders'
+//! pixel losses have kernels there too, and [`linear_from_maps`] and [`linear_to_maps`] connect
+//! the convolutions to linear layers without permuting the maps.
 //!
 //! The functions read the weights of Burn's own layers in their usual layout, so a model that
 //! runs through them saves, loads and folds like any other. Only what the models here use is

@@ -10,7 +10,11 @@
 //! `taps · channels` values.
 //!
 //! [`max_pool`] and [`leaky_relu`] replace compositions whose backward passes run several
-//! masked selects over the whole tensor with one pass each.
+//! masked selects over the whole tensor with one pass each, and [`pixel_loss`] computes a
+//! per-image loss of pixel logits, which Burn's operations compose from a pass per term.
+//!
+//! The kernels split their work into tasks on rayon's threads natively, and run it on the one
+//! thread of a page's worker in wasm.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
