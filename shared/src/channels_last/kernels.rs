@@ -980,8 +980,6 @@ const ELEMENTS_PER_TASK: usize = 1 << 14;
 /// values on the worker threads where there are any.
 fn map_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Clone + Send + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "lengths of an element-wise kernel's inputs");
-    let len = a.len();
-    let mut values: Vec<f32> = Vec::with_capacity(len);
     let fill = |task: usize, out: &mut [MaybeUninit<f32>]| {
         // A copy of its captured values that the compiler need not reload after every store,
         // which lets it vectorize the loop.
@@ -991,19 +989,9 @@ fn map_pairs(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Clone + Send + 
             y.write(f(a, b));
         }
     };
-    let spare = &mut values.spare_capacity_mut()[..len];
-    #[cfg(not(target_family = "wasm"))]
-    {
-        use rayon::prelude::*;
-        spare.par_chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(task, out)| fill(task, out));
-    }
-    #[cfg(target_family = "wasm")]
-    spare.chunks_mut(ELEMENTS_PER_TASK).enumerate().for_each(|(task, out)| fill(task, out));
-
     // SAFETY: task `t` gets the `len - t · ELEMENTS_PER_TASK` or fewer values from
-    // `t · ELEMENTS_PER_TASK` on, and `a` and `b` hold `len` values, so its loop wrote all of them.
-    unsafe { values.set_len(len) };
-    values
+    // `t · ELEMENTS_PER_TASK` on, and `a` and `b` have `len` values, so its loop writes all of them.
+    unsafe { filled_chunks(a.len(), ELEMENTS_PER_TASK, fill) }
 }
 
 /// Rows of a row-wise loss per task on the worker threads.
@@ -1068,7 +1056,6 @@ fn zeroed_chunks(len: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Send 
     if chunk == 0 {
         return vec![0.0; len];
     }
-    let mut values: Vec<f32> = Vec::with_capacity(len);
     let fill = |image: usize, out: &mut [MaybeUninit<f32>]| {
         out.fill(MaybeUninit::new(0.0));
         // SAFETY: every element of `out` was just initialized, and `MaybeUninit<f32>` has the
@@ -1076,16 +1063,29 @@ fn zeroed_chunks(len: usize, chunk: usize, f: impl Fn(usize, &mut [f32]) + Send 
         let out = unsafe { &mut *(out as *mut [MaybeUninit<f32>] as *mut [f32]) };
         f(image, out);
     };
+    // SAFETY: `fill` zeroes every element of its chunk first.
+    unsafe { filled_chunks(len, chunk, fill) }
+}
+
+/// Returns `len` values built in chunks of `chunk` values by `fill(index, chunk)`, on the worker
+/// threads where there are any.
+///
+/// # Safety
+///
+/// `fill` must initialize every element of the chunk it gets.
+unsafe fn filled_chunks(len: usize, chunk: usize, fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Send + Sync) -> Vec<f32> {
+    assert!(chunk > 0, "chunks of no values");
+    let mut values: Vec<f32> = Vec::with_capacity(len);
     let spare = &mut values.spare_capacity_mut()[..len];
     #[cfg(not(target_family = "wasm"))]
     {
         use rayon::prelude::*;
-        spare.par_chunks_mut(chunk).enumerate().for_each(|(image, out)| fill(image, out));
+        spare.par_chunks_mut(chunk).enumerate().for_each(|(index, out)| fill(index, out));
     }
     #[cfg(target_family = "wasm")]
-    spare.chunks_mut(chunk).enumerate().for_each(|(image, out)| fill(image, out));
+    spare.chunks_mut(chunk).enumerate().for_each(|(index, out)| fill(index, out));
 
-    // SAFETY: the chunks cover all `len` elements, and `fill` initialized each of them.
+    // SAFETY: the chunks cover all `len` elements, and the caller's `fill` initialized each.
     unsafe { values.set_len(len) };
     values
 }
