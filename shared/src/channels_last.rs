@@ -480,6 +480,22 @@ mod tests {
     }
 
     #[test]
+    fn nan_passes_through_kernels() {
+        let device = Device::flex();
+        let x = Tensor::<4>::from_floats([[[[f32::NAN, 1.0], [-1.0, 0.0]]]], &device);
+        let first = |y: Tensor<4>| y.into_data().try_to_vec::<f32>().expect("f32 values")[0];
+
+        assert!(first(relu(x.clone())).is_nan());
+        assert!(first(tanh(x.clone())).is_nan());
+        let activation = LeakyReluConfig::new().init();
+        assert!(first(leaky_relu(x.clone(), &activation)).is_nan());
+        for loss in [PixelLoss::Bernoulli, PixelLoss::SquaredError] {
+            let per_image = pixel_loss(x.clone(), x.clone().abs(), loss).into_data().try_to_vec::<f32>().expect("f32 values");
+            assert!(per_image[0].is_nan(), "{loss:?}");
+        }
+    }
+
+    #[test]
     fn tanh_matches_burn_with_gradients() {
         let device = Device::flex().autodiff();
         let x = random([2, 3, 40, 40], &device).mul_scalar(3.0).require_grad();

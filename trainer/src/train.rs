@@ -299,6 +299,14 @@ impl Session<'_> {
             append(&losses_path, rows.as_bytes())?;
 
             state.test_metrics = trainee.evaluate(&data.test, &self.inference)?;
+            if let Some((name, value)) = state.test_metrics.iter().find(|(_, value)| !value.is_finite()) {
+                bail!(
+                    "training diverged in epoch {}: test {name} is {value}. The checkpoint in {} holds the last \
+                     finished epoch; resume it with `--resume --learning-rate` set lower (for example half the current rate)",
+                    epoch + 1,
+                    checkpoint::folder(self.out).display()
+                );
+            }
             let samples = trainee.samples(&data.test, &self.inference)?;
             png::write(&self.out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
             checkpoint::save(self.out, &trainee.checkpoint_files()?, &state)?;

@@ -417,8 +417,11 @@ impl KernelOps for Flex {
         let input = contiguous(input);
         let input = values(&input);
         let slope = slope as f32;
-        // Without branches, so that the loop vectorizes.
-        let output = map_pairs(input, input, move |x, _| x.max(0.0) + slope * x.min(0.0));
+        // Both sides computed and one selected, so that the loop vectorizes. NaN stays NaN.
+        let output = map_pairs(input, input, move |x, _| {
+            let scaled = x * slope;
+            if x < 0.0 { scaled } else { x }
+        });
         flex_tensor(output, shape)
     }
 
@@ -1026,7 +1029,8 @@ fn scaled_map(out: &mut [f32], logits: &[f32], target: &[f32], scale: f32, f: im
 #[inline(always)]
 fn bernoulli_nll(x: f32, t: f32) -> f32 {
     let (decay, _) = sigmoid_parts(x);
-    x.max(0.0) - x * t + ln_one_plus_unit(decay)
+    let positive = if x > 0.0 { x } else { 0.0 };
+    positive - x * t + ln_one_plus_unit(decay)
 }
 
 /// `σ(x) − t`, the derivative of [`bernoulli_nll`] in `x`.

@@ -12,11 +12,12 @@ const LN_2_LOW: f32 = -2.121_944_4e-4;
 /// which then sits in the low bits of the sum's mantissa.
 const ROUNDING: f32 = 12_582_912.0;
 
-/// Returns `e^x` for `x ≤ 0` to within a few units in the last place, and `e^−87` for `x`
-/// below −87.
+/// Returns `e^x` for `x ≤ 0` to within a few units in the last place, `e^−87` for `x` below
+/// −87, and NaN for NaN.
 #[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
-    let x = x.max(-87.0);
+    // A comparison, not `f32::max`, which would turn NaN into −87.
+    let x = if x < -87.0 { -87.0 } else { x };
 
     // x = k · ln 2 + r with an integer k in [−126, 0] and |r| ≤ ln 2 / 2.
     let shifted = x * std::f32::consts::LOG2_E + ROUNDING;
@@ -86,6 +87,14 @@ mod tests {
         }
         assert!(exp_nonpositive(-1e6) > 0.0);
         assert!(exp_nonpositive(-1e6) < 2e-38);
+    }
+
+    #[test]
+    fn nan_stays_nan() {
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+        assert!(sigmoid_parts(f32::NAN).0.is_nan());
+        assert!(sigmoid_parts(f32::NAN).1.is_nan());
+        assert!(tanh(f32::NAN).is_nan());
     }
 
     #[test]
