@@ -57,6 +57,7 @@ pub fn publish(args: &PublishArgs) -> Result<()> {
             index.display()
         );
     }
+    check_out_folder(args)?;
     let (manifest, copies) = build_manifest(&args.weights_dir, true)?;
     let missing: Vec<String> = PAGE_MODELS
         .iter()
@@ -209,6 +210,44 @@ fn copy_page(page: &Path, target: &Path) -> Result<()> {
 /// Swaps `staging` into place at `out`: the old folder is moved aside, the new one renamed in,
 /// and the old one removed. If the second rename fails the old folder is put back, so `out`
 /// ends up either wholly old or wholly new.
+/// Checks that publishing may replace `--out`: a missing or empty folder, or a site that an
+/// earlier `publish` wrote, which contains none of the folders that `publish` reads.
+fn check_out_folder(args: &PublishArgs) -> Result<()> {
+    let out = &args.out;
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        bail!("--out {} is a file; pass a folder for the site", out.display());
+    }
+    let canonical = |path: &Path| fs::canonicalize(path).with_context(|| format!("failed to resolve {}", path.display()));
+    let out_path = canonical(out)?;
+    let readers = [
+        (std::env::current_dir().context("failed to read the current folder")?, "the current folder"),
+        (canonical(&args.page)?, "the page folder (--page)"),
+        (canonical(&args.weights_dir)?, "the weights folder (--weights-dir)"),
+    ];
+    for (path, name) in readers {
+        if path.starts_with(&out_path) {
+            bail!(
+                "--out {} contains {name}, which publishing would delete; pass a new folder for the site",
+                out.display()
+            );
+        }
+    }
+
+    let empty = fs::read_dir(out).with_context(|| format!("failed to list {}", out.display()))?.next().is_none();
+    let earlier_site = out.join("index.html").is_file() && out.join("weights").join(MANIFEST_FILE).is_file();
+    if !empty && !earlier_site {
+        bail!(
+            "--out {} exists and is not a site that `trainer publish` wrote (no index.html and weights/{MANIFEST_FILE}), \
+             so it is left alone; pass a new or empty folder, or delete it first",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 fn replace_folder(staging: &Path, out: &Path) -> Result<()> {
     let previous = staging.with_file_name(format!(
         "{}.previous",

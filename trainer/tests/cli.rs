@@ -428,3 +428,62 @@ fn missing_weights_file_gets_a_hint() {
     assert!(message.contains("nowhere.bin"), "{message}");
     assert!(message.contains("trainer train"), "{message}");
 }
+
+/// Makes a page folder with an index.html and a weights folder with the bundled DCGAN.
+fn page_and_weights(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let page = dir.join("dist");
+    std::fs::create_dir(&page).unwrap();
+    std::fs::write(page.join("index.html"), "<html><head></head><body></body></html>").unwrap();
+    let weights = dir.join("weights");
+    std::fs::create_dir(&weights).unwrap();
+    copy_bundled("dcgan", &weights);
+    (page, weights)
+}
+
+fn publish(page: &std::path::Path, weights: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    trainer(&[
+        "publish",
+        "--page",
+        page.to_str().unwrap(),
+        "--weights-dir",
+        weights.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn publish_replaces_only_an_earlier_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let (page, weights) = page_and_weights(dir.path());
+    let site = dir.path().join("site");
+
+    for attempt in ["first", "second"] {
+        let output = publish(&page, &weights, &site);
+        assert!(output.status.success(), "{attempt} publish: {}", stderr(&output));
+        assert!(site.join("weights/manifest.json").is_file());
+    }
+
+    let other = dir.path().join("notes");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("thesis.txt"), "keep me").unwrap();
+    let output = publish(&page, &weights, &other);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("not a site"), "{message}");
+    assert!(other.join("thesis.txt").is_file());
+}
+
+#[test]
+fn publish_rejects_out_containing_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (page, weights) = page_and_weights(dir.path());
+
+    for out in [weights.clone(), dir.path().to_path_buf()] {
+        let output = publish(&page, &weights, &out);
+        assert!(!output.status.success(), "{}", out.display());
+        let message = stderr(&output);
+        assert!(message.contains("which publishing would delete"), "{message}");
+        assert!(weights.join("dcgan.bin").is_file());
+    }
+}
