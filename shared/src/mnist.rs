@@ -201,7 +201,7 @@ pub fn find_file(dir: &Path, stem: &str) -> Result<PathBuf, IdxError> {
         file: gz.display().to_string(),
         kind: IdxErrorKind::Io(io::Error::new(
             io::ErrorKind::NotFound,
-            format!("neither {stem}.gz nor {stem} exists; run `trainer download` or pass --data-dir"),
+            format!("neither {stem}.gz nor {stem} exists"),
         )),
     })
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use shared::autoencoder::load_autoencoder;
@@ -140,9 +140,14 @@ fn load_reference(args: &EvalArgs, device: &Device) -> Result<Classifier> {
     let path = args.classifier.clone().unwrap_or_else(|| {
         args.weights.parent().unwrap_or(Path::new(".")).join("classifier.bin")
     });
-    let file = read_weights_file(&path, "the reference classifier").map_err(|error| {
-        anyhow!("{error:#}; train one with `trainer train classifier` and pass it with --classifier")
-    })?;
+    if !path.exists() {
+        bail!(
+            "the reference classifier {} does not exist; pass the bundled one with --classifier web/weights/classifier.bin, \
+             or train one with `trainer train classifier`",
+            path.display()
+        );
+    }
+    let file = read_weights_file(&path, "the reference classifier")?;
     let (_, classifier) = load_classifier(&file, device).with_context(|| format!("failed to load {}", path.display()))?;
     Ok(classifier)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use shared::grid::{GrayImage, PixelRange};
@@ -300,12 +300,7 @@ impl Session<'_> {
 
             state.test_metrics = trainee.evaluate(&data.test, &self.inference)?;
             if let Some((name, value)) = state.test_metrics.iter().find(|(_, value)| !value.is_finite()) {
-                bail!(
-                    "training diverged in epoch {}: test {name} is {value}. The checkpoint in {} holds the last \
-                     finished epoch; resume it with `--resume --learning-rate` set lower (for example half the current rate)",
-                    epoch + 1,
-                    checkpoint::folder(self.out).display()
-                );
+                return Err(diverged(epoch, &format!("{name} {value}"), self.out));
             }
             let samples = trainee.samples(&data.test, &self.inference)?;
             png::write(&self.out.join("samples").join(format!("epoch-{:03}.png", epoch + 1)), &samples)?;
@@ -455,13 +450,26 @@ fn check_finite(names: &[&str], losses: &[f32], epoch: u32, out: &Path) -> Resul
     if losses.iter().all(|loss| loss.is_finite()) {
         return Ok(());
     }
-    bail!(
-        "training diverged in epoch {}: {}. The checkpoint in {} holds the last finished epoch; \
-         resume it with `--resume --learning-rate` set lower (for example half the current rate)",
-        epoch + 1,
-        format_losses(names, losses),
-        checkpoint::folder(out).display()
-    )
+    Err(diverged(epoch, &format_losses(names, losses), out))
+}
+
+/// Returns the error for a run that diverged in `epoch` (from 0), showing `values`, with the
+/// way to go on from the last checkpoint or, in the first epoch, to start again.
+fn diverged(epoch: u32, values: &str, out: &Path) -> anyhow::Error {
+    let next = if epoch == 0 {
+        format!(
+            "No epoch finished, so start again with a lower --learning-rate (for example half the current rate), \
+             after deleting {} or with another --out",
+            out.display()
+        )
+    } else {
+        format!(
+            "The checkpoint in {} holds the last finished epoch; resume it with `--resume --learning-rate` set \
+             lower (for example half the current rate)",
+            checkpoint::folder(out).display()
+        )
+    };
+    anyhow!("training diverged in epoch {}: {values}. {next}", epoch + 1)
 }
 
 fn format_losses(names: &[&str], losses: &[f32]) -> String {

@@ -487,3 +487,28 @@ fn publish_rejects_out_containing_its_inputs() {
         assert!(weights.join("dcgan.bin").is_file());
     }
 }
+
+#[test]
+fn diverged_run_stops_without_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+
+    let output = trainer(&[
+        "train",
+        "autoencoder",
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "1e6",
+        "--data-dir",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("training diverged in epoch 1"), "{message}");
+    assert!(message.contains("another --out"), "{message}");
+    assert!(!out.join("autoencoder.bin").exists());
+}
