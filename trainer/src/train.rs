@@ -153,8 +153,9 @@ pub fn train(args: &TrainArgs) -> Result<()> {
                 epochs_done = found.state.epochs_done,
                 "the checkpoint already has the requested epochs; exporting it without training"
             );
+        } else {
+            info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
         }
-        info!(epochs_done = found.state.epochs_done, steps_done = found.state.steps_done, "resuming from the checkpoint");
         Some(found)
     } else {
         reject_existing_run(&out)?;
@@ -219,16 +220,18 @@ impl Session<'_> {
             drop_steps_after(&losses_path, state.steps_done)?;
         }
         let interrupted = interrupt_flag();
-        info!(
-            images = data.train.len(),
-            test_images = data.test.len(),
-            batch_size = settings.batch_size,
-            epochs = settings.epochs,
-            backend = ?self.args.backend,
-            out = %self.out.display(),
-            "training {}",
-            settings.model
-        );
+        if state.epochs_done < settings.epochs {
+            info!(
+                images = data.train.len(),
+                test_images = data.test.len(),
+                batch_size = settings.batch_size,
+                epochs = settings.epochs,
+                backend = ?self.args.backend,
+                out = %self.out.display(),
+                "training {}",
+                settings.model
+            );
+        }
 
         for epoch in state.epochs_done..settings.epochs {
             let order = epoch_order(data.train.len(), settings.seed, epoch);
@@ -311,7 +314,7 @@ impl Session<'_> {
                 losses = %format_losses(trainee.loss_names(), &means),
                 test = %format_metrics(&state.test_metrics),
                 images_per_second = (images as f64 / seconds).round(),
-                seconds = seconds.round(),
+                seconds = (seconds * 10.0).round() / 10.0,
                 "epoch finished"
             );
 
