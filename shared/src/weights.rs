@@ -147,7 +147,7 @@ pub struct WeightsHeader {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     /// The file is shorter than its fixed prefix or than its header states.
-    #[error("the weights file is truncated: {0}")]
+    #[error("the weights file is truncated: {0}; download or export it again")]
     Truncated(String),
     /// The file does not start with the magic bytes.
     #[error("not a weights file: it does not start with \"MNISTGEN\"; check the path, or export the model again with `trainer train`")]
@@ -159,10 +159,10 @@ pub enum WeightsError {
         found: u32,
     },
     /// The header is larger than [`MAX_HEADER_LEN`].
-    #[error("the weights header claims {0} bytes, more than the {MAX_HEADER_LEN}-byte maximum")]
+    #[error("the weights header claims {0} bytes, more than the {MAX_HEADER_LEN}-byte maximum; the file is corrupt, download or export it again")]
     HeaderTooLarge(u32),
     /// The header is not the expected JSON.
-    #[error("invalid weights header: {0}")]
+    #[error("invalid weights header: {0}; the file is corrupt or from another version, export the model again")]
     Header(String),
     /// The file contains another kind of model.
     #[error("the weights file contains a model of kind {found}, expected {expected}; pass a {expected} weights file")]
@@ -189,19 +189,19 @@ pub enum WeightsError {
         found: String,
     },
     /// The architecture config is invalid.
-    #[error("invalid model config in the weights header: {0}")]
+    #[error("invalid model config in the weights header: {0}; export the model again")]
     Config(String),
     /// The payload's tensors cannot be decoded: a malformed container, an unknown element type,
     /// an 8-bit tensor without scales, or byte counts that disagree with the shapes.
     #[error("the weights payload is malformed: {0}; export the model again")]
     Payload(String),
     /// The tensors do not fit the architecture (names or shapes differ) or cannot be decoded.
-    #[error("the tensors do not match the {kind} architecture: {source}")]
+    #[error("the tensors do not match the {kind} architecture: {error}; export the model again with this trainer")]
     Record {
         /// Kind being loaded.
         kind: ModelKind,
-        /// Burn's error.
-        source: RecordError,
+        /// Burn's error, part of this message and so not a separate source.
+        error: RecordError,
     },
     /// A weight is NaN or infinite.
     #[error("the weights contain NaN or infinite values ({0} of them); the training run diverged, export an earlier checkpoint")]
@@ -225,7 +225,7 @@ pub fn encode<M: Module>(
     let record = module
         .into_record()
         .into_bytes()
-        .map_err(|source| WeightsError::Record { kind, source })?;
+        .map_err(|error| WeightsError::Record { kind, error })?;
     let payload = match storage {
         StorageType::Int8 => quantize_record(record)?,
         StorageType::F16 | StorageType::F32 => record.to_vec(),
@@ -350,17 +350,17 @@ where
     // The record contains f32 tensors, the modules' type, so it loads as it is. Casting to the
     // module's type would initialize every parameter first, and a crafted config with huge
     // layers would allocate gigabytes before the shape check rejects it.
-    let record = ModuleRecord::from_bytes(float_record(payload, header.storage)?).map_err(|source| {
+    let record = ModuleRecord::from_bytes(float_record(payload, header.storage)?).map_err(|error| {
         WeightsError::Record {
             kind: expected,
-            source,
+            error,
         }
     })?;
     let module = module
         .try_load_record(record)
-        .map_err(|source| WeightsError::Record {
+        .map_err(|error| WeightsError::Record {
             kind: expected,
-            source,
+            error,
         })?;
 
     let mut counter = NonFiniteCounter(0);

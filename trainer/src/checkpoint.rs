@@ -103,7 +103,7 @@ pub fn load(out: &Path) -> Result<Checkpoint> {
         })?;
     let state_path = dir.join(STATE);
     let state: CheckpointState = serde_json::from_slice(&fs::read(&state_path)?)
-        .with_context(|| format!("invalid checkpoint state {}", state_path.display()))?;
+        .with_context(|| format!("invalid checkpoint state {}; delete the checkpoint folder and start again", state_path.display()))?;
     Ok(Checkpoint { dir, state })
 }
 

@@ -111,7 +111,7 @@ pub fn publish(args: &PublishArgs) -> Result<()> {
 /// weights names carry the first 16 hex digits of their SHA-256.
 pub fn build_manifest(dir: &Path, hashed: bool) -> Result<(Manifest, Vec<(PathBuf, String)>)> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .with_context(|| format!("failed to list the weights folder {}", dir.display()))?
+        .with_context(|| format!("failed to list the weights folder {}; run from the repository root or pass --weights-dir", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|e| e == "bin"))
         .collect();
