@@ -373,18 +373,19 @@ fn publish_rejects_trunk_serve_page() {
     assert!(!out.exists());
 }
 
-#[test]
-fn publish_warns_about_models_the_page_lacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("dist");
+/// Makes a page folder with an index.html and a weights folder with the bundled `model`.
+fn page_and_weights(dir: &std::path::Path, model: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let page = dir.join("dist");
     std::fs::create_dir(&page).unwrap();
     std::fs::write(page.join("index.html"), "<html><head></head><body></body></html>").unwrap();
-    let weights = dir.path().join("weights");
+    let weights = dir.join("weights");
     std::fs::create_dir(&weights).unwrap();
-    copy_bundled("vae-2d", &weights);
-    let out = dir.path().join("site");
+    copy_bundled(model, &weights);
+    (page, weights)
+}
 
-    let output = trainer(&[
+fn publish(page: &std::path::Path, weights: &std::path::Path, out: &std::path::Path) -> std::process::Output {
+    trainer(&[
         "publish",
         "--page",
         page.to_str().unwrap(),
@@ -392,7 +393,16 @@ fn publish_warns_about_models_the_page_lacks() {
         weights.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ])
+}
+
+#[test]
+fn publish_warns_about_models_the_page_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (page, weights) = page_and_weights(dir.path(), "vae-2d");
+    let out = dir.path().join("site");
+
+    let output = publish(&page, &weights, &out);
 
     let message = stderr(&output);
     assert!(output.status.success(), "{message}");
@@ -429,33 +439,10 @@ fn missing_weights_file_gets_a_hint() {
     assert!(message.contains("trainer train"), "{message}");
 }
 
-/// Makes a page folder with an index.html and a weights folder with the bundled DCGAN.
-fn page_and_weights(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let page = dir.join("dist");
-    std::fs::create_dir(&page).unwrap();
-    std::fs::write(page.join("index.html"), "<html><head></head><body></body></html>").unwrap();
-    let weights = dir.join("weights");
-    std::fs::create_dir(&weights).unwrap();
-    copy_bundled("dcgan", &weights);
-    (page, weights)
-}
-
-fn publish(page: &std::path::Path, weights: &std::path::Path, out: &std::path::Path) -> std::process::Output {
-    trainer(&[
-        "publish",
-        "--page",
-        page.to_str().unwrap(),
-        "--weights-dir",
-        weights.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-}
-
 #[test]
 fn publish_replaces_only_an_earlier_site() {
     let dir = tempfile::tempdir().unwrap();
-    let (page, weights) = page_and_weights(dir.path());
+    let (page, weights) = page_and_weights(dir.path(), "dcgan");
     let site = dir.path().join("site");
 
     for attempt in ["first", "second"] {
@@ -477,7 +464,7 @@ fn publish_replaces_only_an_earlier_site() {
 #[test]
 fn publish_rejects_out_containing_its_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    let (page, weights) = page_and_weights(dir.path());
+    let (page, weights) = page_and_weights(dir.path(), "dcgan");
 
     for out in [weights.clone(), dir.path().to_path_buf()] {
         let output = publish(&page, &weights, &out);
