@@ -204,7 +204,7 @@ pub enum WeightsError {
         error: RecordError,
     },
     /// A weight is NaN or infinite.
-    #[error("the weights contain NaN or infinite values ({0} of them); the training run diverged, export an earlier checkpoint")]
+    #[error("the weights contain NaN or infinite values ({0} of them), or values beyond the storage type's range; the training run diverged, so train again with a lower --learning-rate")]
     NonFinite(usize),
 }
 
@@ -222,6 +222,12 @@ pub fn encode<M: Module>(
         dtype: storage.record_dtype(),
         next_id: 0,
     });
+    // NaN from a diverged run, or values beyond the storage type's range, such as 65,504 in f16.
+    let mut counter = NonFiniteCounter(0);
+    module.visit(&mut counter);
+    if counter.0 > 0 {
+        return Err(WeightsError::NonFinite(counter.0));
+    }
     let record = module
         .into_record()
         .into_bytes()
@@ -548,9 +554,11 @@ mod tests {
     #[test]
     fn equal_weights_encode_to_equal_bytes() {
         let device = Device::flex();
+        // Fixed values: the device's seed is shared with the tests that run alongside.
         let make = || {
-            device.seed(8);
-            let linear = LinearConfig::new(3, 2).init(&device);
+            let mut linear = LinearConfig::new(3, 2).init(&device);
+            linear.weight = linear.weight.map(|w| w.ones_like().mul_scalar(0.25));
+            linear.bias = linear.bias.map(|b| b.map(|b| b.ones_like().mul_scalar(-0.5)));
             encode(ModelKind::Classifier, serde_json::json!({}), linear, StorageType::F16).unwrap()
         };
         assert_eq!(make(), make(), "parameter ids leaked into the file");
@@ -762,13 +770,36 @@ mod tests {
     }
 
     #[test]
+    fn weights_beyond_f16_are_not_exported() {
+        let device = Device::flex();
+        let mut linear = LinearConfig::new(3, 2).init(&device);
+        linear.weight = linear.weight.map(|w| w.ones_like().mul_scalar(1e6));
+        let config = serde_json::json!({"d_input": 3});
+
+        let error = encode(ModelKind::Classifier, config.clone(), linear.clone(), StorageType::F16).unwrap_err();
+
+        assert!(matches!(error, WeightsError::NonFinite(6)), "{error}");
+        assert!(encode(ModelKind::Classifier, config, linear, StorageType::F32).is_ok());
+    }
+
+    #[test]
     fn non_finite_weights_are_rejected() {
         let device = Device::flex();
         let mut linear = LinearConfig::new(3, 2).init(&device);
-        linear.weight = linear.weight.map(|w| w.mul_scalar(f32::NAN));
+        linear.weight = linear.weight.map(|w| w.ones_like().mul_scalar(0.375));
         let file = encode(ModelKind::Classifier, serde_json::json!({"d_input": 3}), linear, StorageType::F32).unwrap();
 
-        let error = load_linear(&file).unwrap_err();
+        // `encode` rejects NaN itself, so the NaN goes into the payload's bytes.
+        let (_, payload) = decode(&file).unwrap();
+        let mut payload = payload.to_vec();
+        let value = 0.375f32.to_le_bytes();
+        let positions: Vec<usize> = (0..payload.len() - 3).filter(|&i| payload[i..i + 4] == value).collect();
+        assert_eq!(positions.len(), 6, "the six weights in the payload");
+        for i in positions {
+            payload[i..i + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+
+        let error = load_linear(&with_payload(&file, payload)).unwrap_err();
 
         assert!(matches!(error, WeightsError::NonFinite(6)), "{error}");
     }

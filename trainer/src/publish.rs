@@ -57,7 +57,7 @@ pub fn publish(args: &PublishArgs) -> Result<()> {
             index.display()
         );
     }
-    check_out_folder(args)?;
+    let out = out_folder(args)?;
     let (manifest, copies) = build_manifest(&args.weights_dir, true)?;
     let missing: Vec<String> = PAGE_MODELS
         .iter()
@@ -72,14 +72,9 @@ pub fn publish(args: &PublishArgs) -> Result<()> {
         );
     }
 
-    let out = &args.out;
-    let name = out
-        .file_name()
-        .with_context(|| format!("invalid output folder {}", out.display()))?
-        .to_string_lossy()
-        .into_owned();
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+    let out = &out;
+    let name = out.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let parent = out.parent().unwrap_or(Path::new("."));
     let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).with_context(|| format!("failed to remove {}", staging.display()))?;
@@ -210,42 +205,68 @@ fn copy_page(page: &Path, target: &Path) -> Result<()> {
 /// Swaps `staging` into place at `out`: the old folder is moved aside, the new one renamed in,
 /// and the old one removed. If the second rename fails the old folder is put back, so `out`
 /// ends up either wholly old or wholly new.
-/// Checks that publishing may replace `--out`: a missing or empty folder, or a site that an
-/// earlier `publish` wrote, which contains none of the folders that `publish` reads.
-fn check_out_folder(args: &PublishArgs) -> Result<()> {
+/// Resolves `--out` to an absolute path and checks that publishing may replace what is there.
+/// That is nothing, an empty folder, or a site that an earlier `publish` wrote. The site must
+/// have no files of its own and contain none of the folders that `publish` reads.
+fn out_folder(args: &PublishArgs) -> Result<PathBuf> {
     let out = &args.out;
-    if !out.exists() {
-        return Ok(());
+    let invalid = || format!("invalid output folder {}; pass a folder name such as `site`", out.display());
+    let name = out.file_name().with_context(invalid)?;
+    if out.is_symlink() {
+        bail!("--out {} is a symbolic link; pass the folder it points to", out.display());
     }
-    if !out.is_dir() {
+    if out.exists() && !out.is_dir() {
         bail!("--out {} is a file; pass a folder for the site", out.display());
     }
+    let parent = out.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
     let canonical = |path: &Path| fs::canonicalize(path).with_context(|| format!("failed to resolve {}", path.display()));
-    let out_path = canonical(out)?;
+    let resolved = canonical(parent)?.join(name);
+
+    let page = canonical(&args.page)?;
+    if resolved.starts_with(&page) {
+        bail!("--out {} is inside the page folder {}; pass a folder outside it", out.display(), args.page.display());
+    }
+    if !resolved.exists() {
+        return Ok(resolved);
+    }
     let readers = [
         (std::env::current_dir().context("failed to read the current folder")?, "the current folder"),
-        (canonical(&args.page)?, "the page folder (--page)"),
+        (page.clone(), "the page folder (--page)"),
         (canonical(&args.weights_dir)?, "the weights folder (--weights-dir)"),
     ];
-    for (path, name) in readers {
-        if path.starts_with(&out_path) {
+    for (path, reader) in readers {
+        if path.starts_with(&resolved) {
             bail!(
-                "--out {} contains {name}, which publishing would delete; pass a new folder for the site",
+                "--out {} contains {reader}, which publishing would delete; pass a new folder for the site",
                 out.display()
             );
         }
     }
 
-    let empty = fs::read_dir(out).with_context(|| format!("failed to list {}", out.display()))?.next().is_none();
-    let earlier_site = out.join("index.html").is_file() && out.join("weights").join(MANIFEST_FILE).is_file();
-    if !empty && !earlier_site {
+    // A site contains the page's files, `weights/` and `csp.txt`, and nothing else.
+    let names = |dir: &Path| -> Result<Vec<String>> {
+        let entries = fs::read_dir(dir).with_context(|| format!("failed to list {}", dir.display()))?;
+        Ok(entries.filter_map(|entry| entry.ok()).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+    };
+    let mut expected = names(&page)?;
+    expected.extend(["weights".to_string(), "csp.txt".to_string()]);
+    let present = names(&resolved)?;
+    let foreign: Vec<&String> = present.iter().filter(|name| !expected.contains(name)).take(5).collect();
+    let earlier_site = resolved.join("index.html").is_file() && resolved.join("weights").join(MANIFEST_FILE).is_file();
+    if !present.is_empty() && (!earlier_site || !foreign.is_empty()) {
+        let reason = if foreign.is_empty() {
+            format!("is not a site that `trainer publish` wrote (no index.html and weights/{MANIFEST_FILE})")
+        } else {
+            let list: Vec<&str> = foreign.iter().map(|name| name.as_str()).collect();
+            format!("contains files that `trainer publish` did not write ({})", list.join(", "))
+        };
         bail!(
-            "--out {} exists and is not a site that `trainer publish` wrote (no index.html and weights/{MANIFEST_FILE}), \
-             so it is left alone; pass a new or empty folder, or delete it first",
+            "--out {} {reason}, so it is left alone; pass a new or empty folder, or delete it first",
             out.display()
         );
     }
-    Ok(())
+    Ok(resolved)
 }
 
 fn replace_folder(staging: &Path, out: &Path) -> Result<()> {
@@ -254,8 +275,9 @@ fn replace_folder(staging: &Path, out: &Path) -> Result<()> {
         staging.file_name().unwrap_or_default().to_string_lossy()
     ));
     let had_old = out.exists();
-    if had_old {
-        fs::rename(out, &previous).with_context(|| format!("failed to move {} aside", out.display()))?;
+    if had_old && let Err(error) = fs::rename(out, &previous) {
+        let _ = fs::remove_dir_all(staging);
+        return Err(error).with_context(|| format!("failed to move {} aside; it is unchanged", out.display()));
     }
     if let Err(error) = fs::rename(staging, out) {
         if had_old {

@@ -451,13 +451,24 @@ fn publish_replaces_only_an_earlier_site() {
         assert!(site.join("weights/manifest.json").is_file());
     }
 
+    // The same folder written with a trailing `.`, as a shell may complete it.
+    let output = publish(&page, &weights, &site.join("."));
+    assert!(output.status.success(), "publish to site/.: {}", stderr(&output));
+
+    std::fs::write(site.join("CNAME"), "digits.example").unwrap();
+    let output = publish(&page, &weights, &site);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("did not write (CNAME)"), "{message}");
+    assert!(site.join("CNAME").is_file());
+
     let other = dir.path().join("notes");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("thesis.txt"), "keep me").unwrap();
     let output = publish(&page, &weights, &other);
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(message.contains("not a site"), "{message}");
+    assert!(message.contains("did not write (thesis.txt)"), "{message}");
     assert!(other.join("thesis.txt").is_file());
 }
 
@@ -473,6 +484,11 @@ fn publish_rejects_out_containing_its_inputs() {
         assert!(message.contains("which publishing would delete"), "{message}");
         assert!(weights.join("dcgan.bin").is_file());
     }
+
+    let output = publish(&page, &weights, &page.join("site"));
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("inside the page folder"), "{}", stderr(&output));
+    assert!(!page.join("site").exists());
 }
 
 #[test]
