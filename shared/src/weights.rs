@@ -379,12 +379,18 @@ where
 
 /// Rewrites an f32 record with 8-bit tensors and scales for every tensor of two or more
 /// dimensions and f16 for the rest.
+/// The largest finite f16 value.
+const F16_MAX: f32 = 65_504.0;
+
 fn quantize_record(record: Bytes) -> Result<Vec<u8>, WeightsError> {
     let mut packed = Vec::new();
+    let mut beyond_f16 = 0;
     for tensor in read_tensors(record)? {
         let dims = tensor.data.shape().to_vec();
         let values = tensor.data.try_into_vec::<f32>().map_err(payload_error)?;
         if dims.len() < 2 {
+            // Also NaN, for which the comparison is false.
+            beyond_f16 += values.iter().filter(|value| !(value.abs() <= F16_MAX)).count();
             let half = TensorData::new(values, dims.clone()).convert_dtype(DType::F16);
             packed.push(burn_pack::Tensor::new(tensor.name, DType::F16, dims, tensor.id, half.into_bytes()));
             continue;
@@ -396,6 +402,9 @@ fn quantize_record(record: Bytes) -> Result<Vec<u8>, WeightsError> {
         let scale_name = format!("{}{SCALE_SUFFIX}", tensor.name);
         packed.push(burn_pack::Tensor::new(tensor.name, DType::I8, dims, tensor.id, Bytes::from_bytes_vec(bytes)));
         packed.push(burn_pack::Tensor::new(scale_name, DType::F32, quantized.scale_dims, None, Bytes::from_bytes_vec(scales)));
+    }
+    if beyond_f16 > 0 {
+        return Err(WeightsError::NonFinite(beyond_f16));
     }
     let bytes = burn_pack::Writer::new(packed).into_bytes().map_err(payload_error)?;
     Ok(bytes.to_vec())
@@ -779,7 +788,13 @@ mod tests {
         let error = encode(ModelKind::Classifier, config.clone(), linear.clone(), StorageType::F16).unwrap_err();
 
         assert!(matches!(error, WeightsError::NonFinite(6)), "{error}");
-        assert!(encode(ModelKind::Classifier, config, linear, StorageType::F32).is_ok());
+        assert!(encode(ModelKind::Classifier, config.clone(), linear.clone(), StorageType::F32).is_ok());
+
+        // int8 stores vectors such as biases in f16.
+        let mut linear = linear;
+        linear.bias = linear.bias.map(|bias| bias.map(|b| b.ones_like().mul_scalar(1e6)));
+        let error = encode(ModelKind::Classifier, config, linear, StorageType::Int8).unwrap_err();
+        assert!(matches!(error, WeightsError::NonFinite(2)), "{error}");
     }
 
     #[test]
