@@ -21,6 +21,7 @@
 //! this crate is built without its `autodiff` feature, the convolutions run Burn's own layers
 //! between two permutes.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, LeakyRelu, Linear, PaddingConfig2d};
@@ -74,10 +75,7 @@ pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
         .permute([0, 2, 3, 1])
         .reshape([out_channels, kernel_h * kernel_w * in_channels]);
     let windows = kernels::gather(x, geometry);
-    let y = match &conv.bias {
-        Some(bias) => kernels::affine(windows, weight.transpose(), bias.val()),
-        None => kernels::product(windows, weight.transpose()),
-    };
+    let y = weighted_sum(windows, weight.transpose(), conv.bias.as_ref().map(Param::val));
     y.reshape([batch, out_h, out_w, out_channels])
 }
 
@@ -140,10 +138,7 @@ pub fn linear(x: Tensor<2>, linear: &Linear) -> Tensor<2> {
     if !kernels_run(&x) {
         return linear.forward(x);
     }
-    match &linear.bias {
-        Some(bias) => kernels::affine(x, linear.weight.val(), bias.val()),
-        None => kernels::product(x, linear.weight.val()),
-    }
+    weighted_sum(x, linear.weight.val(), linear.bias.as_ref().map(Param::val))
 }
 
 /// Applies `linear`, whose input features are maps flattened channels first, to channels-last
@@ -169,10 +164,7 @@ pub fn linear_from_maps(x: Tensor<4>, linear: &Linear) -> Tensor<2> {
         .permute([1, 2, 0, 3])
         .reshape([height * width * channels, features_out]);
     let rows = x.reshape([batch, height * width * channels]);
-    match &linear.bias {
-        Some(bias) => kernels::affine(rows, weight, bias.val()),
-        None => kernels::product(rows, weight),
-    }
+    weighted_sum(rows, weight, linear.bias.as_ref().map(Param::val))
 }
 
 /// Applies `linear`, whose output features are maps of `[channels, height, width]` flattened
@@ -196,14 +188,18 @@ pub fn linear_to_maps(x: Tensor<2>, linear: &Linear, [channels, height, width]: 
         .reshape([features_in, channels, height, width])
         .permute([0, 2, 3, 1])
         .reshape([features_in, height * width * channels]);
-    let y = match &linear.bias {
-        Some(bias) => {
-            let bias = bias.val().reshape([channels, height, width]).permute([1, 2, 0]).reshape([height * width * channels]);
-            kernels::affine(x, weight, bias)
-        }
+    let bias = linear.bias.as_ref().map(|bias| {
+        bias.val().reshape([channels, height, width]).permute([1, 2, 0]).reshape([height * width * channels])
+    });
+    weighted_sum(x, weight, bias).reshape([batch, height, width, channels])
+}
+
+/// Multiplies `x` by `weight` in the `kernels` module and adds `bias`, if any, to every row.
+fn weighted_sum(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    match bias {
+        Some(bias) => kernels::affine(x, weight, bias),
         None => kernels::product(x, weight),
-    };
-    y.reshape([batch, height, width, channels])
+    }
 }
 
 /// Applies `activation` to a batch of any layout.
@@ -397,7 +393,6 @@ fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
 mod tests {
     use super::*;
     use burn::nn::conv::{Conv2dConfig, ConvTranspose2dConfig};
-    use burn::module::Param;
     use burn::nn::{BatchNormConfig, LeakyReluConfig, LinearConfig};
     use burn::nn::pool::MaxPool2dConfig;
     use burn::tensor::{Device, Distribution, Tolerance};

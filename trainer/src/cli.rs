@@ -236,8 +236,8 @@ pub struct PublishArgs {
     /// (`NAME.metrics.json`).
     #[arg(long, default_value = "web/weights")]
     pub weights_dir: PathBuf,
-    /// Folder to write the site into. A site from an earlier `publish` there is replaced whole;
-    /// any other folder that is not empty, or a site with files of its own, is rejected.
+    /// Folder to write the site into. A site from an earlier `publish` there is replaced whole.
+    /// Any other folder that is not empty is rejected, and so is a site with files of its own.
     #[arg(long)]
     pub out: PathBuf,
 }
