@@ -38,9 +38,9 @@ pub trait KernelOps: Backend {
     /// Adds each row's taps onto the input pixels they cover, starting every pixel from `bias`.
     fn scatter_add_windows_bias(rows: FloatTensor<Self>, bias: FloatTensor<Self>, geometry: Geometry) -> FloatTensor<Self>;
 
-    /// Multiplies `[m, k]` by `[k, n]`.
     /// Runs a transposed convolution, `[batch · pixels, channels_in]` input rows times
-    /// `[channels_in, taps · channels]` weights, scattered onto `bias`, a few images at a time.
+    /// `[channels_in, taps · channels]` weights, scattered onto `bias`. On one thread it works
+    /// through a few images at a time.
     fn transposed_convolution(
         rows: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -48,6 +48,7 @@ pub trait KernelOps: Backend {
         geometry: Geometry,
     ) -> FloatTensor<Self>;
 
+    /// Multiplies `[m, k]` by `[k, n]`.
     fn product(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Multiplies `[m, k]` by `[k, n]` and adds `bias`, `[n]`, to every row.
